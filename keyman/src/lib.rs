@@ -1,0 +1,2 @@
+//! keyman: key ceremonies on PKCS#11 tokens with a tamper-evident ledger.
+pub mod ledger;
