@@ -1,0 +1,328 @@
+//! The card: power, the command pipeline and the commit rule.
+//!
+//! `Card` owns the journal (persistent) and a [`Transient`] (RAM: selection, secure channel,
+//! load session, GET STATUS cursor). Power on recovers the newest valid state and clears RAM.
+//! Each command runs on a copy of the state; if it succeeds and the copy differs, the copy is
+//! committed once before the response leaves the card, so a power cut leaves the state before or
+//! after the command. EXTERNAL AUTHENTICATE is the one command with two explicit atomic steps:
+//! it counts the attempt as failed before checking the cryptogram, then clears the count.
+
+use alloc::vec::Vec;
+
+use gp_core::apdu::{CommandApdu, ResponseApdu};
+
+use crate::aid::{Aid, ISD_AID};
+use crate::channel::Channel;
+use crate::error::{Error, Result};
+use crate::isd::{self, Ctx};
+use crate::load::LoadSession;
+use crate::state::{CardState, FabSettings};
+use crate::status::StatusCursor;
+use crate::storage::{Journal, Storage};
+use crate::Sw;
+
+/// The answer to reset: direct convention; T0 = `89` (TD1 follows, 9 historical bytes);
+/// TD1 = `81` (TD2 follows, T=1); TD2 = `31` (TA3, TB3 follow, T=1); TA3 = `FE` (IFSC 254);
+/// TB3 = `45` (BWI 4, CWI 5); historical bytes "Postissue"; TCK. Only T=1 is offered, so
+/// PC/SC readers carry extended-length APDUs.
+pub fn atr() -> Vec<u8> {
+    let mut atr = alloc::vec![0x3B, 0x89, 0x81, 0x31, 0xFE, 0x45];
+    atr.extend_from_slice(b"Postissue");
+    // TCK: XOR of all bytes from T0 on.
+    let tck = atr.iter().skip(1).fold(0u8, |a, b| a ^ b);
+    atr.push(tck);
+    atr
+}
+
+/// What is currently selected on the basic logical channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selected {
+    /// The card domain.
+    Isd,
+    /// An application (not executable on this card: SELECT refuses, so this is not reached yet).
+    Application(Aid),
+}
+
+/// RAM-only state; lost on power loss or reset.
+#[derive(Debug)]
+pub(crate) struct Transient {
+    pub selected: Selected,
+    pub channel: Channel,
+    pub load: Option<LoadSession>,
+    pub status: Option<StatusCursor>,
+}
+
+impl Default for Transient {
+    fn default() -> Self {
+        Transient {
+            selected: Selected::Isd,
+            channel: Channel::None,
+            load: None,
+            status: None,
+        }
+    }
+}
+
+/// A GlobalPlatform card over some storage.
+pub struct Card<S: Storage> {
+    journal: Journal<S>,
+    state: CardState,
+    ram: Transient,
+    dead: bool,
+}
+
+impl<S: Storage> core::fmt::Debug for Card<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Card")
+            .field("life_cycle", &self.state.life_cycle)
+            .field("channel", &self.ram.channel)
+            .finish()
+    }
+}
+
+impl<S: Storage> Card<S> {
+    /// Personalise blank storage as the fab does and power the card on.
+    pub fn format(storage: S, fab: &FabSettings) -> Result<Self> {
+        let state = CardState::from_fab(fab)?;
+        let journal = Journal::format(storage, &state.to_bytes())?;
+        Ok(Card {
+            journal,
+            state,
+            ram: Transient::default(),
+            dead: false,
+        })
+    }
+
+    /// Power on: recover the newest valid state (never writes) with fresh RAM.
+    pub fn boot(storage: S) -> Result<Self> {
+        let (journal, record) = Journal::open(storage)?;
+        let state = CardState::from_bytes(&record)?;
+        Ok(Card {
+            journal,
+            state,
+            ram: Transient::default(),
+            dead: false,
+        })
+    }
+
+    /// The answer to reset.
+    pub fn atr(&self) -> Vec<u8> {
+        atr()
+    }
+
+    /// Warm reset: RAM (selection, secure channel, load session) is lost; the ISD is selected.
+    pub fn reset(&mut self) {
+        self.ram = Transient::default();
+    }
+
+    /// The committed state (for audits in tests and `card-sim info`; contains key values, which
+    /// only the key module exposes inside the crate).
+    pub fn state(&self) -> &CardState {
+        &self.state
+    }
+
+    /// The storage medium.
+    pub fn storage(&self) -> &S {
+        self.journal.storage()
+    }
+
+    /// The storage medium, mutably (tests schedule power cuts through it).
+    pub fn storage_mut(&mut self) -> &mut S {
+        self.journal.storage_mut()
+    }
+
+    /// Power off: give the medium back.
+    pub fn into_storage(self) -> S {
+        self.journal.into_storage()
+    }
+
+    /// Whether a write failed: the card stopped and needs a power cycle.
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Process one command APDU; returns response data ‖ SW1 SW2. Never panics.
+    pub fn process(&mut self, apdu: &[u8]) -> Vec<u8> {
+        if self.dead {
+            return Sw(0x6581).bytes().to_vec();
+        }
+        let resp = match CommandApdu::parse(apdu) {
+            Ok(cmd) => self.dispatch(cmd),
+            Err(e) => ResponseApdu::status(e.sw()),
+        };
+        resp.to_bytes()
+    }
+
+    fn commit(&mut self, next: CardState) -> Result<()> {
+        match self.journal.commit(&next.to_bytes()) {
+            Ok(()) => {
+                self.state = next;
+                Ok(())
+            }
+            Err(e) => {
+                if e != Error::StorageFull {
+                    // The medium failed mid-write: stop until power is cycled, then recovery
+                    // decides what survived.
+                    self.dead = true;
+                    self.ram = Transient::default();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn dispatch(&mut self, cmd: CommandApdu) -> ResponseApdu {
+        if gp_core::apdu::logical_channel(cmd.cla) != 0 {
+            return ResponseApdu::status(Sw::LOGICAL_CHANNEL_NOT_SUPPORTED);
+        }
+        let cla_ok = matches!(cmd.cla & 0xF0, 0x00 | 0x80);
+        if !cla_ok {
+            return ResponseApdu::status(Sw::CLA_NOT_SUPPORTED);
+        }
+        if cmd.ins == 0xA4 && cmd.cla & 0x80 == 0 {
+            return self.select(&cmd);
+        }
+        if self.ram.selected != Selected::Isd {
+            return ResponseApdu::status(Sw::INS_NOT_SUPPORTED);
+        }
+        match cmd.ins {
+            0x50 => self.initialize_update(&cmd),
+            0x82 => self.external_authenticate(&cmd),
+            _ => self.secured_command(cmd),
+        }
+    }
+
+    /// SELECT [by name] (GP 2.3.1 §11.9), handled by the OPEN.
+    fn select(&mut self, cmd: &CommandApdu) -> ResponseApdu {
+        if cmd.p1 != 0x04 || cmd.p2 & !0x02 != 0 {
+            return ResponseApdu::status(Sw::INCORRECT_P1P2);
+        }
+        if cmd.p2 & 0x02 != 0 {
+            // "Next occurrence" is not supported: every AID on the card is unique.
+            return ResponseApdu::status(Sw::FUNCTION_NOT_SUPPORTED);
+        }
+        let lc = self.state.life_cycle;
+        if lc == crate::lifecycle::CardLifeCycle::Terminated {
+            return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let wanted = cmd.data.as_slice();
+        let isd = wanted.is_empty() || ISD_AID.starts_with(wanted);
+        if isd {
+            // A new application session on the ISD: everything in RAM starts again.
+            self.ram = Transient::default();
+            return ResponseApdu::new(self.fci(), Sw::NO_ERROR);
+        }
+        let registered = self
+            .state
+            .registry
+            .applications
+            .iter()
+            .find(|a| a.aid.starts_with(wanted));
+        match registered {
+            // A locked card selects only the final application (the ISD).
+            Some(_) if lc == crate::lifecycle::CardLifeCycle::CardLocked => {
+                ResponseApdu::status(Sw::FILE_NOT_FOUND)
+            }
+            Some(app) if !app.life_cycle.is_selectable() => ResponseApdu::status(Sw::FILE_NOT_FOUND),
+            // The card does not execute loaded code: the selection fails and the current
+            // selection stays (ISO 7816-4), as a Java Card answers when an applet refuses.
+            Some(_) => ResponseApdu::status(Sw(0x6999)),
+            None => ResponseApdu::status(Sw::FILE_NOT_FOUND),
+        }
+    }
+
+    /// The ISD's FCI: `6F { 84 AID, A5 { 73 card data, 9F6E?, 9F65 max block } }`.
+    fn fci(&self) -> Vec<u8> {
+        use gp_core::tlv::write_tlv;
+        let mut a5 = Vec::new();
+        // 9F65: maximum length of data field in a command message.
+        write_tlv(&mut a5, 0x9F65, &[0xFF]);
+        let mut inner = Vec::new();
+        write_tlv(&mut inner, 0x84, ISD_AID.as_bytes());
+        write_tlv(&mut inner, 0xA5, &a5);
+        let mut out = Vec::new();
+        write_tlv(&mut out, 0x6F, &inner);
+        out
+    }
+
+    fn initialize_update(&mut self, cmd: &CommandApdu) -> ResponseApdu {
+        self.ram.load = None;
+        self.ram.status = None;
+        let mut next = self.state.clone();
+        let mut channel = Channel::None;
+        let resp = match isd::initialize_update(&mut next, &mut channel, cmd) {
+            Ok(resp) => resp,
+            Err(e) => {
+                self.ram.channel = Channel::None;
+                return ResponseApdu::status(e.sw());
+            }
+        };
+        // The incremented sequence counter is durable before the challenge leaves the card.
+        if let Err(e) = self.commit(next) {
+            self.ram.channel = Channel::None;
+            return ResponseApdu::status(e.sw());
+        }
+        self.ram.channel = channel;
+        resp
+    }
+
+    fn external_authenticate(&mut self, cmd: &CommandApdu) -> ResponseApdu {
+        if !matches!(self.ram.channel, Channel::Initiated(_)) {
+            self.ram.channel = Channel::None;
+            return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        // Step 1: count this attempt as failed, durably, before the cryptogram is looked at,
+        // so cutting power during the check cannot buy unlimited guesses.
+        let mut next = self.state.clone();
+        next.isd.failed_auth = next.isd.failed_auth.saturating_add(1);
+        if let Err(e) = self.commit(next) {
+            self.ram.channel = Channel::None;
+            return ResponseApdu::status(e.sw());
+        }
+        match self.ram.channel.external_authenticate(cmd) {
+            Ok(_) => {
+                // Step 2: success clears the count.
+                let mut next = self.state.clone();
+                next.isd.failed_auth = 0;
+                if let Err(e) = self.commit(next) {
+                    self.ram.channel = Channel::None;
+                    return ResponseApdu::status(e.sw());
+                }
+                ResponseApdu::status(Sw::NO_ERROR)
+            }
+            Err(e) => {
+                self.ram.channel = Channel::None;
+                ResponseApdu::status(e.sw())
+            }
+        }
+    }
+
+    fn secured_command(&mut self, cmd: CommandApdu) -> ResponseApdu {
+        let plain = match self.ram.channel.unwrap_command(cmd) {
+            Ok(plain) => plain,
+            Err(e) => return ResponseApdu::status(e.sw()),
+        };
+        let mut next = self.state.clone();
+        let auth = self.ram.channel.auth();
+        let result = {
+            let mut ctx = Ctx {
+                state: &mut next,
+                ram: &mut self.ram,
+                auth,
+            };
+            isd::handle(&mut ctx, &plain)
+        };
+        let resp = match result {
+            Ok(resp) => {
+                if next != self.state {
+                    if let Err(e) = self.commit(next) {
+                        return ResponseApdu::status(e.sw());
+                    }
+                }
+                resp
+            }
+            Err(e) => ResponseApdu::status(e.sw()),
+        };
+        self.ram.channel.wrap_response(resp)
+    }
+}

@@ -1,0 +1,88 @@
+//! GP-FACTS known-answer vectors, checked from the card's side: real-card SCP03 traces replayed
+//! against the card must produce the same INITIALIZE UPDATE response byte for byte and accept
+//! the real host's EXTERNAL AUTHENTICATE and wrapped commands.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use card_firmware::keys::{DomainKeys, Key, KeySet, KeyType, ScpConfig};
+use card_firmware::state::{CardState, FabSettings};
+use card_firmware::storage::{Journal, RamStorage};
+use card_firmware::Card;
+
+fn h(s: &str) -> Vec<u8> {
+    hex::decode(s.replace(' ', "")).unwrap()
+}
+
+/// A card whose ISD holds one SCP03 key set with the given keys and counter.
+fn card_with(kvn: u8, enc: &str, mac: &str, dek: &str, counter: u32, kdd: [u8; 10]) -> Card<RamStorage> {
+    let fab = FabSettings { scp: ScpConfig { scp: 3, i: 0x70 }, kvn: 0x30, key: [0x40; 16], kdd };
+    let mut state = CardState::from_fab(&fab).unwrap();
+    state.isd = DomainKeys {
+        scp: ScpConfig { scp: 3, i: 0x70 },
+        sets: vec![KeySet {
+            kvn,
+            keys: vec![
+                Key::new(1, KeyType::Aes, &h(enc)).unwrap(),
+                Key::new(2, KeyType::Aes, &h(mac)).unwrap(),
+                Key::new(3, KeyType::Aes, &h(dek)).unwrap(),
+            ],
+            sequence_counter: counter,
+        }],
+        failed_auth: 0,
+        auth_limit: DomainKeys::DEFAULT_AUTH_LIMIT,
+    };
+    let journal = Journal::format(RamStorage::new(16 * 1024, 256), &state.to_bytes()).unwrap();
+    Card::boot(journal.into_storage()).unwrap()
+}
+
+#[test]
+fn real_card_i70_kvn30_level03() {
+    // GP-FACTS "Real card, i=70, KVN 30" (real card trace).
+    let mut card = card_with(
+        0x30,
+        "F995D0A069335C7DF42E590317FFEA6D",
+        "58563362EC5A4541ABCD32B34B1EAE7D",
+        "0A02A6D687406DCFA09DC70B3EDB7E38",
+        0x14,
+        [0; 10],
+    );
+    let r = card.process(&h("8050300008 B2BDE1A2DC66BD56 00"));
+    assert_eq!(
+        hex::encode_upper(&r),
+        "00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA0000159000"
+    );
+    let r = card.process(&h("848203001059D54D932423D29F6313C970875F8C2F"));
+    assert_eq!(r, [0x90, 0x00]);
+    // The real host's DELETE of A00100015141434C, C-MAC and C-DEC: the card unwraps it and
+    // answers "referenced data not found" (the card has no such object), not 6982.
+    let r = card.process(&h("84E400801829F06AEC3180B3EFE91FF662310B945DE0D5FE66AD67A5B6"));
+    assert_eq!(r, [0x6A, 0x88]);
+}
+
+#[test]
+fn real_card_default_key_level33() {
+    // GP-FACTS "Same card, default key K, level 33" (real card trace).
+    let k = "404142434445464748494A4B4C4D4E4F";
+    let mut card = card_with(0x00, k, k, k, 0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    let r = card.process(&h("8050000008 2C8130E574247B1B 00"));
+    assert_eq!(
+        hex::encode_upper(&r),
+        "00010203040506070809000370A5874C57119B976BF94879E36F29E0390000019000"
+    );
+    let r = card.process(&h("8482330010A75F1CD48F3B93DFA57E690937921F92"));
+    assert_eq!(r, [0x90, 0x00]);
+}
+
+#[test]
+fn wrong_host_cryptogram_is_6300_and_counted() {
+    let k = "404142434445464748494A4B4C4D4E4F";
+    let mut card = card_with(0x00, k, k, k, 0, [0; 10]);
+    let r = card.process(&h("8050000008 2C8130E574247B1B 00"));
+    assert_eq!(&r[r.len() - 2..], &[0x90, 0x00]);
+    // A MAC that does not verify.
+    let r = card.process(&h("8482330010A75F1CD48F3B93DFA57E690937921F93"));
+    assert_eq!(r, [0x69, 0x82]);
+    assert_eq!(card.state().isd.failed_auth, 1);
+    // Without INITIALIZE UPDATE, EXTERNAL AUTHENTICATE is out of sequence.
+    let r = card.process(&h("8482330010A75F1CD48F3B93DFA57E690937921F92"));
+    assert_eq!(r, [0x69, 0x85]);
+}

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The end-to-end demo: an issuer key ceremony on a throwaway SoftHSM token, a fab-fresh simulated card
+# personalised with per-card keys derived in the token, and a package loaded and installed after issuance.
+# Everything lives under target/demo and is made anew on every run; nothing asks for input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "building"
+cargo build --quiet --workspace --bins --examples
+bin=target/debug
+
+demo=target/demo
+rm -rf "$demo"
+mkdir -p "$demo/tokens"
+cat >"$demo/softhsm2.conf" <<CONF
+directories.tokendir = $PWD/$demo/tokens
+objectstore.backend = file
+log.level = ERROR
+CONF
+export SOFTHSM2_CONF="$PWD/$demo/softhsm2.conf"
+
+# A throwaway token with random PINs. The user PIN reaches the tools through a named environment variable,
+# never through an argument.
+POSTISSUE_DEMO_PIN=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+export POSTISSUE_DEMO_PIN
+so_pin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+step "a throwaway SoftHSM token labelled 'issuer'"
+softhsm2-util --init-token --free --label issuer --so-pin "$so_pin" --pin "$POSTISSUE_DEMO_PIN" >/dev/null
+softhsm2-util --show-slots | grep -E 'Label: +issuer' -B12 | grep -E 'Serial number|Label' | sed 's/^ */  /'
+
+step "key ceremony: ceremonies/issuer-master.ron"
+"$bin/keyman" ceremony run ceremonies/issuer-master.ron \
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl"
+"$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl"
+
+master="pkcs11:token=issuer;object=isd-kmc"
+
+step "a fab-fresh card (OP_READY, ISD A000000151000000, transport key set = default key, SCP03)"
+"$bin/card-sim" new --image "$demo/card.img"
+"$bin/card-sim" info --image "$demo/card.img"
+
+step "personalisation: per-card ISD keys derived in the token (EMV CPS), PUT KEY over SCP03, SECURED"
+"$bin/signer" personalise --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
+
+step "the application: a CAP file built by the project"
+"$bin/examples/demo-cap" "$demo/hello.cap"
+
+step "package: CAP -> LFDB -> SHA-256 hash -> manifest"
+"$bin/signer" package "$demo/hello.cap" --out "$demo/hello.pkg" --hash sha256
+"$bin/signer" verify "$demo/hello.pkg"
+
+step "post-issuance load over SCP03 with the card's ISD keys in the HSM"
+"$bin/signer" deploy "$demo/hello.pkg" --card "sim:$demo/card.img" --master "$master" \
+  --pin-source env:POSTISSUE_DEMO_PIN
+
+step "the card's registry, as GET STATUS returns it"
+"$bin/signer" card list --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
+
+step "done: token, ledger, card image and package are in $demo"
