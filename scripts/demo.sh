@@ -9,7 +9,7 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
 step "building"
 cargo build --quiet --workspace --bins --examples
-bin=target/debug
+bin="${CARGO_TARGET_DIR:-target}/debug"
 
 demo=target/demo
 rm -rf "$demo"

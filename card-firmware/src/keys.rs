@@ -113,7 +113,13 @@ impl PartialEq for Key {
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Key {{ id: {}, type: {:?}, len: {} }}", self.id, self.key_type, self.len())
+        write!(
+            f,
+            "Key {{ id: {}, type: {:?}, len: {} }}",
+            self.id,
+            self.key_type,
+            self.len()
+        )
     }
 }
 

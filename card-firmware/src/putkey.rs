@@ -94,7 +94,8 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
         let key = set
             .key(3)
             .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-        AesKey::from_slice(key.value()).map_err(|_| Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?
+        AesKey::from_slice(key.value())
+            .map_err(|_| Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?
     };
     let (&new_kvn, mut rest) = cmd.data.split_first().ok_or_else(bad)?;
     if !(0x01..=0x7F).contains(&new_kvn) {
@@ -119,9 +120,8 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
         response.extend_from_slice(&k.kcv);
     }
     let sets = &mut ctx.state.isd.sets;
-    let kvn_taken = |sets: &[KeySet], kvn: u8, except: u8| {
-        sets.iter().any(|s| s.kvn == kvn && s.kvn != except)
-    };
+    let kvn_taken =
+        |sets: &[KeySet], kvn: u8, except: u8| sets.iter().any(|s| s.kvn == kvn && s.kvn != except);
     if old_kvn == 0 {
         // A new key set.
         if kvn_taken(sets, new_kvn, 0) {

@@ -149,7 +149,10 @@ impl FileStorage {
 
     /// Open an existing image read-write; its length is the capacity.
     pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)?;
         let len = file.metadata()?.len();
         let capacity = usize::try_from(len)
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "image too large"))?;
@@ -255,6 +258,9 @@ impl<S: Storage> Journal<S> {
 
     /// Recover the newest valid record. Never writes.
     pub fn open(storage: S) -> Result<(Self, Vec<u8>)> {
+        if Self::slot_size(&storage) < HEADER_LEN {
+            return Err(Error::Corrupt("storage too small for a journal"));
+        }
         let mut best: Option<(usize, u32, Vec<u8>)> = None;
         for slot in 0..2 {
             if let Some((counter, payload)) = Self::read_slot(&storage, slot)? {
@@ -294,7 +300,8 @@ impl<S: Storage> Journal<S> {
         }
         let mut payload = vec![0u8; len];
         storage.read(base.saturating_add(HEADER_LEN), &mut payload)?;
-        let ok: bool = subtle::ConstantTimeEq::ct_eq(&checksum(counter, &payload)[..], &sum[..]).into();
+        let ok: bool =
+            subtle::ConstantTimeEq::ct_eq(&checksum(counter, &payload)[..], &sum[..]).into();
         Ok(ok.then_some((counter, payload)))
     }
 
@@ -317,7 +324,11 @@ impl<S: Storage> Journal<S> {
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(&MAGIC);
         header.extend_from_slice(&counter.to_be_bytes());
-        header.extend_from_slice(&u32::try_from(record.len()).unwrap_or(u32::MAX).to_be_bytes());
+        header.extend_from_slice(
+            &u32::try_from(record.len())
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         header.extend_from_slice(&checksum(counter, record));
         self.storage.write(base, &header)?;
         self.current = (target, counter);

@@ -1,6 +1,12 @@
 //! The card domain end to end, in process: personalisation with gp-core's host session and
 //! software keys, a load, an install, and the registry as GET STATUS reports it.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 mod common;
 
@@ -35,8 +41,14 @@ fn personalise_load_install_and_audit() {
     let r = t.send(&mut card, cmd(0x80, 0xF2, 0x10, 0x02, &[0x4F, 0x00]));
     assert_eq!(r.sw, 0x9000);
     let hex = hex::encode_upper(&r.data);
-    assert!(hex.contains(&format!("4F05{}", hex::encode_upper(PACKAGE))), "{hex}");
-    assert!(hex.contains(&format!("8408{}", hex::encode_upper(APPLET))), "{hex}");
+    assert!(
+        hex.contains(&format!("4F05{}", hex::encode_upper(PACKAGE))),
+        "{hex}"
+    );
+    assert!(
+        hex.contains(&format!("8408{}", hex::encode_upper(APPLET))),
+        "{hex}"
+    );
 
     // GET STATUS ISD: SECURED.
     let r = t.send(&mut card, cmd(0x80, 0xF2, 0x80, 0x02, &[0x4F, 0x00]));
@@ -70,7 +82,16 @@ fn tampered_load_is_refused_and_leaves_nothing() {
     assert_eq!(t.authenticate(&mut card, ISSUER, 0x03), 0x9000);
     let before = card.state().clone();
     let lfdb = lfdb();
-    let r = t.send(&mut card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&PACKAGE, &sha256(&lfdb))));
+    let r = t.send(
+        &mut card,
+        cmd(
+            0x80,
+            0xE6,
+            0x02,
+            0x00,
+            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+        ),
+    );
     assert_eq!(r.sw, 0x9000);
     let mut blocks = load_commands(&lfdb, 16);
     // Flip one byte of the second block: the LFDB hash no longer matches.
@@ -86,7 +107,16 @@ fn tampered_load_is_refused_and_leaves_nothing() {
     }
     assert_eq!(*card.state(), before);
     // The session is still usable and the registry shows no package.
-    let r = t.send(&mut card, cmd(0x80, 0xF2, 0x20, 0x02, &[0x4F, 0x05, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4]));
+    let r = t.send(
+        &mut card,
+        cmd(
+            0x80,
+            0xF2,
+            0x20,
+            0x02,
+            &[0x4F, 0x05, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4],
+        ),
+    );
     assert_eq!(r.sw, 0x6A88);
 }
 
@@ -97,7 +127,16 @@ fn out_of_order_block_aborts_the_load() {
     personalise(&mut card, &mut t);
     assert_eq!(t.authenticate(&mut card, ISSUER, 0x01), 0x9000);
     let lfdb = lfdb();
-    let r = t.send(&mut card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&PACKAGE, &sha256(&lfdb))));
+    let r = t.send(
+        &mut card,
+        cmd(
+            0x80,
+            0xE6,
+            0x02,
+            0x00,
+            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+        ),
+    );
     assert_eq!(r.sw, 0x9000);
     let blocks = load_commands(&lfdb, 16);
     assert_eq!(t.send(&mut card, blocks[0].clone()).sw, 0x9000);
@@ -119,7 +158,10 @@ fn bad_mac_ends_the_session() {
     let wire = t.wrap(&cmd(0x80, 0xF2, 0x80, 0x02, &[0x4F, 0x00]));
     assert_eq!(sw(&card.process(&wire)), 0x6982);
     // A plain command too.
-    assert_eq!(sw(&card.process(&[0x80, 0xF2, 0x80, 0x02, 0x02, 0x4F, 0x00, 0x00])), 0x6982);
+    assert_eq!(
+        sw(&card.process(&[0x80, 0xF2, 0x80, 0x02, 0x02, 0x4F, 0x00, 0x00])),
+        0x6982
+    );
 }
 
 #[test]
@@ -165,19 +207,53 @@ fn life_cycle_rules() {
     let mut card = new_card();
     let mut t = Terminal::new();
     assert_eq!(t.authenticate(&mut card, TRANSPORT, 0x01), 0x9000);
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw, 0x9000);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw,
+        0x9000
+    );
     // Never backwards.
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x07, &[])).sw, 0x6A80);
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x01, &[])).sw, 0x6A80);
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw, 0x6A80);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x07, &[])).sw,
+        0x6A80
+    );
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x01, &[])).sw,
+        0x6A80
+    );
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw,
+        0x6A80
+    );
     // Lock: content changes refused, audit allowed, unlock works.
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x7F, &[])).sw, 0x9000);
-    let r = t.send(&mut card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&PACKAGE, &[])));
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x7F, &[])).sw,
+        0x9000
+    );
+    let r = t.send(
+        &mut card,
+        cmd(
+            0x80,
+            0xE6,
+            0x02,
+            0x00,
+            &install_for_load_data(&PACKAGE, &[]),
+        ),
+    );
     assert_eq!(r.sw, 0x6985);
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF2, 0x80, 0x02, &[0x4F, 0x00])).sw, 0x9000);
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw, 0x9000);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF2, 0x80, 0x02, &[0x4F, 0x00]))
+            .sw,
+        0x9000
+    );
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw,
+        0x9000
+    );
     // Terminate: only GET DATA remains.
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0xFF, &[])).sw, 0x9000);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF0, 0x80, 0xFF, &[])).sw,
+        0x9000
+    );
     assert_eq!(card.state().life_cycle, CardLifeCycle::Terminated);
     assert_eq!(t.authenticate(&mut card, TRANSPORT, 0x01), 0x6985);
     assert_eq!(sw(&card.process(&[0x80, 0xCA, 0x00, 0xCF, 0x00])), 0x9000);
@@ -191,14 +267,34 @@ fn get_status_continues_with_6310() {
     // Twenty packages with one applet each: more than one response's worth.
     for i in 0..20u8 {
         let pkg = [0xD0, 0xD1, 0xD2, 0xD3, 0xD4, i];
-        let applet = [0xD0, 0xD1, 0xD2, 0xD3, 0xD4, i, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01];
+        let applet = [
+            0xD0, 0xD1, 0xD2, 0xD3, 0xD4, i, 0x01, 0x01, 0x01, 0x01, 0x01, 0x01,
+        ];
         let lfdb = card_firmware::cap::synthetic_lfdb(&pkg, [1, 0], &[&applet]);
-        let r = t.send(&mut card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&pkg, &sha256(&lfdb))));
+        let r = t.send(
+            &mut card,
+            cmd(
+                0x80,
+                0xE6,
+                0x02,
+                0x00,
+                &install_for_load_data(&pkg, &sha256(&lfdb)),
+            ),
+        );
         assert_eq!(r.sw, 0x9000);
         for c in load_commands(&lfdb, 200) {
             assert_eq!(t.send(&mut card, c).sw, 0x9000);
         }
-        let r = t.send(&mut card, cmd(0x80, 0xE6, 0x0C, 0x00, &install_and_make_selectable_data(&pkg, &applet, &applet)));
+        let r = t.send(
+            &mut card,
+            cmd(
+                0x80,
+                0xE6,
+                0x0C,
+                0x00,
+                &install_and_make_selectable_data(&pkg, &applet, &applet),
+            ),
+        );
         assert_eq!(r.sw, 0x9000);
     }
     let mut seen = 0;
@@ -215,5 +311,9 @@ fn get_status_continues_with_6310() {
     assert_eq!(seen, 20);
     // [next] without a preceding [first] in this session is refused.
     assert_eq!(t.authenticate(&mut card, TRANSPORT, 0x01), 0x9000);
-    assert_eq!(t.send(&mut card, cmd(0x80, 0xF2, 0x40, 0x03, &[0x4F, 0x00])).sw, 0x6985);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xF2, 0x40, 0x03, &[0x4F, 0x00]))
+            .sw,
+        0x6985
+    );
 }

@@ -1,7 +1,13 @@
 //! Tearing: for every state-changing command, cut power after each of its writes in turn (whole
 //! and torn writes), power on again, and demand the state before or after the command (or, for
 //! EXTERNAL AUTHENTICATE, its explicit intermediate step), then a card that works.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 mod common;
 
@@ -50,12 +56,19 @@ fn check(name: &str, setup: &Setup, step: &Setup, extra: &dyn Fn(&CardState) -> 
             setup(&mut card, &mut t);
             card.storage_mut().cut_power_after(n, torn);
             step(&mut card, &mut t);
-            assert!(card.storage().power_lost(), "{name}: cut after {n} writes did not happen");
+            assert!(
+                card.storage().power_lost(),
+                "{name}: cut after {n} writes did not happen"
+            );
             let mut storage = card.into_storage();
             storage.restore_power();
             let writes = storage.writes();
             let mut card = Card::boot(storage).unwrap();
-            assert_eq!(card.storage().writes(), writes, "{name}: recovery must not write");
+            assert_eq!(
+                card.storage().writes(),
+                writes,
+                "{name}: recovery must not write"
+            );
             let state = card.state().clone();
             assert!(
                 allowed.contains(&state),
@@ -91,13 +104,18 @@ fn initialize_update_and_external_authenticate() {
     let step: &Setup = &|card, t| {
         t.authenticate(card, TRANSPORT, 0x33);
     };
-    check("INITIALIZE UPDATE + EXTERNAL AUTHENTICATE", setup, step, &|before| {
-        let mut counted = before.clone();
-        counted.isd.sets[0].sequence_counter += 1;
-        let mut failed = counted.clone();
-        failed.isd.failed_auth += 1;
-        vec![counted, failed]
-    });
+    check(
+        "INITIALIZE UPDATE + EXTERNAL AUTHENTICATE",
+        setup,
+        step,
+        &|before| {
+            let mut counted = before.clone();
+            counted.isd.sets[0].sequence_counter += 1;
+            let mut failed = counted.clone();
+            failed.isd.failed_auth += 1;
+            vec![counted, failed]
+        },
+    );
 }
 
 #[test]
@@ -111,7 +129,10 @@ fn put_key() {
 #[test]
 fn put_key_new_set() {
     let step: &Setup = &|card, t| {
-        let new = StaticKeys { kvn: 0x02, ..ISSUER };
+        let new = StaticKeys {
+            kvn: 0x02,
+            ..ISSUER
+        };
         t.send(card, cmd(0x80, 0xD8, 0x00, 0x81, &put_key_data(new, &K)));
     };
     check("PUT KEY (new set)", &authed, step, &none);
@@ -130,7 +151,16 @@ fn load_last_block() {
     let setup: &Setup = &|card, t| {
         secured(card, t);
         let lfdb = lfdb();
-        let r = t.send(card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&PACKAGE, &sha256(&lfdb))));
+        let r = t.send(
+            card,
+            cmd(
+                0x80,
+                0xE6,
+                0x02,
+                0x00,
+                &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+            ),
+        );
         assert_eq!(r.sw, 0x9000);
         let blocks = load_commands(&lfdb, 16);
         for b in &blocks[..blocks.len() - 1] {
@@ -149,16 +179,39 @@ fn install_for_install() {
     let setup: &Setup = &|card, t| {
         secured(card, t);
         let lfdb = lfdb();
-        let r = t.send(card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&PACKAGE, &sha256(&lfdb))));
+        let r = t.send(
+            card,
+            cmd(
+                0x80,
+                0xE6,
+                0x02,
+                0x00,
+                &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+            ),
+        );
         assert_eq!(r.sw, 0x9000);
         for b in load_commands(&lfdb, 64) {
             assert_eq!(t.send(card, b).sw, 0x9000);
         }
     };
     let step: &Setup = &|card, t| {
-        t.send(card, cmd(0x80, 0xE6, 0x0C, 0x00, &install_and_make_selectable_data(&PACKAGE, &APPLET, &APPLET)));
+        t.send(
+            card,
+            cmd(
+                0x80,
+                0xE6,
+                0x0C,
+                0x00,
+                &install_and_make_selectable_data(&PACKAGE, &APPLET, &APPLET),
+            ),
+        );
     };
-    check("INSTALL [for install and make selectable]", setup, step, &none);
+    check(
+        "INSTALL [for install and make selectable]",
+        setup,
+        step,
+        &none,
+    );
 }
 
 #[test]

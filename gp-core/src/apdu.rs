@@ -81,7 +81,14 @@ pub struct CommandApdu {
 impl CommandApdu {
     /// Builds a command from its header, data and expected response length.
     pub fn new(cla: u8, ins: u8, p1: u8, p2: u8, data: Vec<u8>, le: Option<usize>) -> Self {
-        CommandApdu { cla, ins, p1, p2, data, le }
+        CommandApdu {
+            cla,
+            ins,
+            p1,
+            p2,
+            data,
+            le,
+        }
     }
 
     /// Parses an ISO/IEC 7816-4 command APDU: cases 1, 2S, 3S, 4S, 2E, 3E and 4E.
@@ -93,7 +100,14 @@ impl CommandApdu {
         let &[cla, ins, p1, p2] = header else {
             return Err(ApduError::TooShort);
         };
-        let mut cmd = CommandApdu { cla, ins, p1, p2, data: Vec::new(), le: None };
+        let mut cmd = CommandApdu {
+            cla,
+            ins,
+            p1,
+            p2,
+            data: Vec::new(),
+            le: None,
+        };
         match body {
             // Case 1.
             [] => {}
@@ -110,8 +124,9 @@ impl CommandApdu {
                     if n == 0 {
                         return Err(ApduError::ZeroExtendedLc);
                     }
-                    let (data, tail) =
-                        rest.split_at_checked(usize::from(n)).ok_or(ApduError::LengthMismatch)?;
+                    let (data, tail) = rest
+                        .split_at_checked(usize::from(n))
+                        .ok_or(ApduError::LengthMismatch)?;
                     cmd.data = data.to_vec();
                     match tail {
                         // Case 3E.
@@ -128,8 +143,9 @@ impl CommandApdu {
                     // neither a short nor an extended encoding.
                     return Err(ApduError::LengthMismatch);
                 }
-                let (data, tail) =
-                    rest.split_at_checked(usize::from(*lc)).ok_or(ApduError::LengthMismatch)?;
+                let (data, tail) = rest
+                    .split_at_checked(usize::from(*lc))
+                    .ok_or(ApduError::LengthMismatch)?;
                 cmd.data = data.to_vec();
                 match tail {
                     // Case 3S.
@@ -231,7 +247,10 @@ impl ResponseApdu {
 
     /// A response with a status word and no data, the form every error takes.
     pub fn status(sw: Sw) -> Self {
-        ResponseApdu { data: Vec::new(), sw: sw.0 }
+        ResponseApdu {
+            data: Vec::new(),
+            sw: sw.0,
+        }
     }
 
     /// Splits `data ‖ SW1 SW2`; needs at least the two status bytes.
@@ -241,7 +260,10 @@ impl ResponseApdu {
         let &[sw1, sw2] = sw else {
             return Err(ApduError::TooShort);
         };
-        Ok(ResponseApdu { data: data.to_vec(), sw: u16::from_be_bytes([sw1, sw2]) })
+        Ok(ResponseApdu {
+            data: data.to_vec(),
+            sw: u16::from_be_bytes([sw1, sw2]),
+        })
     }
 
     /// The status word as an [`Sw`].
@@ -261,7 +283,12 @@ impl ResponseApdu {
 impl fmt::Debug for ResponseApdu {
     /// Status word and data length only, for the same reason as [`CommandApdu`]'s `Debug`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ResponseApdu {{ data: {} bytes, sw: {:04X} }}", self.data.len(), self.sw)
+        write!(
+            f,
+            "ResponseApdu {{ data: {} bytes, sw: {:04X} }}",
+            self.data.len(),
+            self.sw
+        )
     }
 }
 
@@ -390,7 +417,10 @@ mod tests {
         assert_eq!(bytes.len(), 7 + 300);
         assert_eq!(CommandApdu::parse(&bytes).unwrap(), cmd);
 
-        let cmd4 = CommandApdu { le: Some(65536), ..cmd.clone() };
+        let cmd4 = CommandApdu {
+            le: Some(65536),
+            ..cmd.clone()
+        };
         let bytes4 = cmd4.to_bytes();
         assert_eq!(&bytes4[bytes4.len() - 2..], &[0, 0]);
         assert_eq!(CommandApdu::parse(&bytes4).unwrap(), cmd4);
@@ -404,12 +434,23 @@ mod tests {
 
     #[test]
     fn rejects_inconsistent_lengths() {
-        for bad in ["", "80", "80CA9F", "80F2200203 4F00", "80F22002024F000000", "80CA9F7F0000", "80CA9F7F00000001"] {
+        for bad in [
+            "",
+            "80",
+            "80CA9F",
+            "80F2200203 4F00",
+            "80F22002024F000000",
+            "80CA9F7F0000",
+            "80CA9F7F00000001",
+        ] {
             let bytes = h(&bad.replace(' ', ""));
             let err = CommandApdu::parse(&bytes).unwrap_err();
             assert_eq!(err.sw(), Sw::WRONG_LENGTH, "{bad}");
         }
-        assert_eq!(CommandApdu::parse(&h("80CA9F7F000000AA")), Err(ApduError::ZeroExtendedLc));
+        assert_eq!(
+            CommandApdu::parse(&h("80CA9F7F000000AA")),
+            Err(ApduError::ZeroExtendedLc)
+        );
     }
 
     #[test]

@@ -91,7 +91,11 @@ pub(crate) fn aes_encrypt_block(key: &AesKey, block: &mut [u8; 16]) {
 }
 
 /// AES-CBC encryption in place with the given ICV; `buf` must be block aligned.
-pub(crate) fn aes_cbc_encrypt(key: &AesKey, iv: &[u8; 16], buf: &mut [u8]) -> Result<(), NotBlockAligned> {
+pub(crate) fn aes_cbc_encrypt(
+    key: &AesKey,
+    iv: &[u8; 16],
+    buf: &mut [u8],
+) -> Result<(), NotBlockAligned> {
     if buf.len() % 16 != 0 {
         return Err(NotBlockAligned);
     }
@@ -100,7 +104,11 @@ pub(crate) fn aes_cbc_encrypt(key: &AesKey, iv: &[u8; 16], buf: &mut [u8]) -> Re
 }
 
 /// AES-CBC decryption in place with the given ICV; `buf` must be block aligned.
-pub(crate) fn aes_cbc_decrypt(key: &AesKey, iv: &[u8; 16], buf: &mut [u8]) -> Result<(), NotBlockAligned> {
+pub(crate) fn aes_cbc_decrypt(
+    key: &AesKey,
+    iv: &[u8; 16],
+    buf: &mut [u8],
+) -> Result<(), NotBlockAligned> {
     if buf.len() % 16 != 0 {
         return Err(NotBlockAligned);
     }
@@ -157,7 +165,11 @@ pub(crate) fn tdes_ecb_decrypt(key: &Des3Key, buf: &mut [u8]) -> Result<(), NotB
 }
 
 /// Two-key 3DES-CBC encryption in place with the given ICV.
-pub(crate) fn tdes_cbc_encrypt(key: &Des3Key, iv: &[u8; 8], buf: &mut [u8]) -> Result<(), NotBlockAligned> {
+pub(crate) fn tdes_cbc_encrypt(
+    key: &Des3Key,
+    iv: &[u8; 8],
+    buf: &mut [u8],
+) -> Result<(), NotBlockAligned> {
     if buf.len() % 8 != 0 {
         return Err(NotBlockAligned);
     }
@@ -169,7 +181,11 @@ pub(crate) fn tdes_cbc_encrypt(key: &Des3Key, iv: &[u8; 8], buf: &mut [u8]) -> R
 }
 
 /// Two-key 3DES-CBC decryption in place with the given ICV.
-pub(crate) fn tdes_cbc_decrypt(key: &Des3Key, iv: &[u8; 8], buf: &mut [u8]) -> Result<(), NotBlockAligned> {
+pub(crate) fn tdes_cbc_decrypt(
+    key: &Des3Key,
+    iv: &[u8; 8],
+    buf: &mut [u8],
+) -> Result<(), NotBlockAligned> {
     if buf.len() % 8 != 0 {
         return Err(NotBlockAligned);
     }
@@ -195,7 +211,11 @@ fn xor8(a: &mut [u8; 8], b: &[u8]) {
 
 /// ISO/IEC 9797-1 MAC algorithm 3 ("retail MAC"): single-DES CBC under K1 over all blocks but the
 /// last, then 3DES (K1, K2) on the last. `padded` must already be padded to 8 bytes.
-pub(crate) fn retail_mac_padded(key: &Des3Key, icv: &[u8; 8], padded: &[u8]) -> Result<[u8; 8], NotBlockAligned> {
+pub(crate) fn retail_mac_padded(
+    key: &Des3Key,
+    icv: &[u8; 8],
+    padded: &[u8],
+) -> Result<[u8; 8], NotBlockAligned> {
     if padded.is_empty() || padded.len() % 8 != 0 {
         return Err(NotBlockAligned);
     }
@@ -217,7 +237,11 @@ pub(crate) fn retail_mac_padded(key: &Des3Key, icv: &[u8; 8], padded: &[u8]) -> 
 
 /// ISO/IEC 9797-1 MAC algorithm 1 with 3DES ("full triple DES MAC"): the last block of
 /// 3DES-CBC. `padded` must already be padded to 8 bytes.
-pub(crate) fn tdes_cbc_mac_padded(key: &Des3Key, icv: &[u8; 8], padded: &[u8]) -> Result<[u8; 8], NotBlockAligned> {
+pub(crate) fn tdes_cbc_mac_padded(
+    key: &Des3Key,
+    icv: &[u8; 8],
+    padded: &[u8],
+) -> Result<[u8; 8], NotBlockAligned> {
     if padded.is_empty() || padded.len() % 8 != 0 {
         return Err(NotBlockAligned);
     }
@@ -253,7 +277,10 @@ mod tests {
     #[test]
     fn known_blocks() {
         // GP-FACTS "Key check values": 3DES-ECB(K, K) and AES-ECB(K, 00×16).
-        let k: [u8; 16] = hex::decode("404142434445464748494A4B4C4D4E4F").unwrap().try_into().unwrap();
+        let k: [u8; 16] = hex::decode("404142434445464748494A4B4C4D4E4F")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let mut buf = k;
         tdes_ecb_encrypt(&Des3Key::new(k), &mut buf).unwrap();
         assert_eq!(hex::encode_upper(buf), "B4BAA89A8CD0292B45210E1BC84B1C31");
@@ -271,7 +298,10 @@ mod tests {
         aes_cbc_encrypt(&key, &[1; 16], &mut buf).unwrap();
         aes_cbc_decrypt(&key, &[1; 16], &mut buf).unwrap();
         assert_eq!(buf, [0x11; 48]);
-        assert_eq!(aes_cbc_encrypt(&key, &[0; 16], &mut [0u8; 15]), Err(NotBlockAligned));
+        assert_eq!(
+            aes_cbc_encrypt(&key, &[0; 16], &mut [0u8; 15]),
+            Err(NotBlockAligned)
+        );
         let dk = Des3Key::new([3; 16]);
         let mut b = [0x22u8; 24];
         tdes_cbc_encrypt(&dk, &[0; 8], &mut b).unwrap();

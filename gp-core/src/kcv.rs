@@ -74,16 +74,25 @@ mod tests {
     #[test]
     fn gp_facts_kcvs() {
         // GP-FACTS "Key check values": 3DES K → 8BAF47.
-        assert_eq!(kcv_des3(&Des3Key::from_slice(&h(K)).unwrap()), [0x8B, 0xAF, 0x47]);
+        assert_eq!(
+            kcv_des3(&Des3Key::from_slice(&h(K)).unwrap()),
+            [0x8B, 0xAF, 0x47]
+        );
         // GP-FACTS: AES per B.6, K → 504A77; over zeros → 189956.
         let k = AesKey::from_slice(&h(K)).unwrap();
         assert_eq!(kcv_aes(&k), [0x50, 0x4A, 0x77]);
         assert_eq!(kcv_aes_zeros(&k), [0x18, 0x99, 0x56]);
         // GP-FACTS: AES-192 key 40..57 → FFCD73; AES-256 key 40..5F → ECDCD8 (both per B.6).
         let k192: Vec<u8> = (0x40u8..=0x57).collect();
-        assert_eq!(kcv_aes(&AesKey::from_slice(&k192).unwrap()), [0xFF, 0xCD, 0x73]);
+        assert_eq!(
+            kcv_aes(&AesKey::from_slice(&k192).unwrap()),
+            [0xFF, 0xCD, 0x73]
+        );
         let k256: Vec<u8> = (0x40u8..=0x5F).collect();
-        assert_eq!(kcv_aes(&AesKey::from_slice(&k256).unwrap()), [0xEC, 0xDC, 0xD8]);
+        assert_eq!(
+            kcv_aes(&AesKey::from_slice(&k256).unwrap()),
+            [0xEC, 0xDC, 0xD8]
+        );
     }
 
     #[test]

@@ -106,7 +106,9 @@ impl Des3Key {
 
     /// Copies a 16-byte slice into a key.
     pub fn from_slice(bytes: &[u8]) -> Result<Des3Key, KeyError> {
-        <[u8; 16]>::try_from(bytes).map(Des3Key).map_err(|_| KeyError::WrongLength(bytes.len()))
+        <[u8; 16]>::try_from(bytes)
+            .map(Des3Key)
+            .map_err(|_| KeyError::WrongLength(bytes.len()))
     }
 
     /// The key bytes. Handle with care: copies are not wiped automatically.
@@ -157,7 +159,10 @@ mod tests {
         assert_eq!(AesKey::from_slice(&[1; 24]).unwrap().len(), 24);
         assert_eq!(AesKey::from_slice(&[1; 32]).unwrap().len(), 32);
         assert_eq!(AesKey::from_slice(&[1; 17]), Err(KeyError::WrongLength(17)));
-        assert_eq!(Des3Key::from_slice(&[1; 24]), Err(KeyError::WrongLength(24)));
+        assert_eq!(
+            Des3Key::from_slice(&[1; 24]),
+            Err(KeyError::WrongLength(24))
+        );
     }
 
     #[test]

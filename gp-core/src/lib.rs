@@ -22,10 +22,13 @@ mod util;
 
 pub mod apdu;
 pub mod commands;
+pub mod dap;
+pub mod diversify;
 pub mod kcv;
 pub mod keys;
 pub mod life_cycle;
 pub mod privileges;
+pub mod scp02;
 pub mod scp03;
 pub mod sw;
 pub mod tlv;
@@ -36,5 +39,8 @@ mod std_impls {
     impl std::error::Error for crate::tlv::TlvError {}
     impl std::error::Error for crate::keys::KeyError {}
     impl std::error::Error for crate::commands::CommandError {}
+    impl std::error::Error for crate::diversify::DiversifyError {}
+    impl std::error::Error for crate::dap::DapError {}
+    impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for crate::scp02::Scp02Error<E> {}
     impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for crate::scp03::Scp03Error<E> {}
 }

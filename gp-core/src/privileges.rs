@@ -20,7 +20,9 @@ pub struct Privilege {
 impl Privilege {
     /// True when `privileges` grants this privilege.
     pub fn is_set_in(&self, privileges: &[u8; 3]) -> bool {
-        privileges.get(self.byte).is_some_and(|b| b & self.mask == self.value)
+        privileges
+            .get(self.byte)
+            .is_some_and(|b| b & self.mask == self.value)
     }
 
     /// Grants this privilege in `privileges` (other bits unchanged, except those the mask
@@ -33,7 +35,12 @@ impl Privilege {
 }
 
 const fn p(byte: usize, mask: u8, value: u8, name: &'static str) -> Privilege {
-    Privilege { byte, mask, value, name }
+    Privilege {
+        byte,
+        mask,
+        value,
+        name,
+    }
 }
 
 /// Security Domain (byte 1 b8).
@@ -71,7 +78,8 @@ pub const GLOBAL_SERVICE: Privilege = p(1, 0x01, 0x01, "Global Service");
 /// Receipt Generation (byte 3 b8).
 pub const RECEIPT_GENERATION: Privilege = p(2, 0x80, 0x80, "Receipt Generation");
 /// Ciphered Load File Data Block (byte 3 b7).
-pub const CIPHERED_LOAD_FILE_DATA_BLOCK: Privilege = p(2, 0x40, 0x40, "Ciphered Load File Data Block");
+pub const CIPHERED_LOAD_FILE_DATA_BLOCK: Privilege =
+    p(2, 0x40, 0x40, "Ciphered Load File Data Block");
 /// Contactless Activation (byte 3 b6).
 pub const CONTACTLESS_ACTIVATION: Privilege = p(2, 0x20, 0x20, "Contactless Activation");
 /// Contactless Self-Activation (byte 3 b5).

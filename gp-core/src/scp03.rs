@@ -165,16 +165,15 @@ impl<E> Scp03Error<E> {
             | Scp03Error::SessionAborted
             | Scp03Error::NotSecured => Sw::SECURITY_STATUS_NOT_SATISFIED,
             Scp03Error::BadCryptogram => Sw::VERIFICATION_FAILED,
-            Scp03Error::Malformed | Scp03Error::UnsupportedKeyLength(_) | Scp03Error::UnsupportedProtocol(_) => {
-                Sw::INCORRECT_DATA
-            }
+            Scp03Error::Malformed
+            | Scp03Error::UnsupportedKeyLength(_)
+            | Scp03Error::UnsupportedProtocol(_) => Sw::INCORRECT_DATA,
             Scp03Error::WrongLength | Scp03Error::DataTooLong => Sw::WRONG_LENGTH,
             Scp03Error::UnsupportedLevel(_) => Sw::INCORRECT_P1P2,
             Scp03Error::WrongState | Scp03Error::CounterExhausted => Sw::CONDITIONS_NOT_SATISFIED,
             Scp03Error::Prf(_) => Sw::UNKNOWN,
         }
     }
-
 }
 
 impl Scp03Error<Infallible> {
@@ -209,11 +208,17 @@ impl<E: fmt::Display> fmt::Display for Scp03Error<E> {
             Scp03Error::Malformed => f.write_str("SCP03: malformed data"),
             Scp03Error::WrongLength => f.write_str("SCP03: wrong data length"),
             Scp03Error::BadPadding => f.write_str("SCP03: bad padding after decryption"),
-            Scp03Error::UnsupportedLevel(l) => write!(f, "SCP03: unsupported security level {l:02X}"),
+            Scp03Error::UnsupportedLevel(l) => {
+                write!(f, "SCP03: unsupported security level {l:02X}")
+            }
             Scp03Error::UnsupportedKeyLength(l) => write!(f, "SCP03: unsupported key length {l}"),
-            Scp03Error::UnsupportedProtocol(p) => write!(f, "SCP03: card answered with SCP {p:02X}"),
+            Scp03Error::UnsupportedProtocol(p) => {
+                write!(f, "SCP03: card answered with SCP {p:02X}")
+            }
             Scp03Error::NotAuthenticated => f.write_str("SCP03: secure channel not authenticated"),
-            Scp03Error::WrongState => f.write_str("SCP03: operation not valid in this session state"),
+            Scp03Error::WrongState => {
+                f.write_str("SCP03: operation not valid in this session state")
+            }
             Scp03Error::SessionAborted => f.write_str("SCP03: secure channel aborted"),
             Scp03Error::NotSecured => f.write_str("SCP03: command lacks required secure messaging"),
             Scp03Error::DataTooLong => f.write_str("SCP03: wrapped command too long"),
@@ -488,7 +493,12 @@ impl fmt::Debug for SecurityLevel {
 impl fmt::Display for SecurityLevel {
     /// The protections by name, e.g. `C-MAC+C-DEC+R-MAC`, or `none`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [(self.c_mac(), "C-MAC"), (self.c_dec(), "C-DEC"), (self.r_mac(), "R-MAC"), (self.r_enc(), "R-ENC")];
+        let names = [
+            (self.c_mac(), "C-MAC"),
+            (self.c_dec(), "C-DEC"),
+            (self.r_mac(), "R-MAC"),
+            (self.r_enc(), "R-ENC"),
+        ];
         let mut first = true;
         for (on, name) in names {
             if on {
@@ -554,7 +564,14 @@ impl fmt::Debug for Session {
 impl Session {
     /// Host side: a session that will request `level` in EXTERNAL AUTHENTICATE.
     pub fn host(keys: SessionKeys, level: SecurityLevel) -> Session {
-        Session { keys, role: Role::Host, state: State::Initiated, level, mac_chain: [0; 16], counter: 0 }
+        Session {
+            keys,
+            role: Role::Host,
+            state: State::Initiated,
+            level,
+            mac_chain: [0; 16],
+            counter: 0,
+        }
     }
 
     /// Card side: a session waiting for EXTERNAL AUTHENTICATE (level set from its P1).
@@ -620,7 +637,11 @@ impl Session {
     /// ICV for command (`response == false`) or response encryption from the counter.
     fn icv(&self, response: bool) -> [u8; 16] {
         let mut block = [0u8; 16];
-        for (d, s) in block.iter_mut().rev().zip(self.counter.to_be_bytes().iter().rev()) {
+        for (d, s) in block
+            .iter_mut()
+            .rev()
+            .zip(self.counter.to_be_bytes().iter().rev())
+        {
             *d = *s;
         }
         if response {
@@ -634,9 +655,19 @@ impl Session {
 
     /// Full CMAC over `chain ‖ mac_cla INS P1 P2 Lc ‖ data` where `data` already includes
     /// everything but the MAC and `Lc` counts the MAC too.
-    fn command_mac(&self, cla: u8, ins: u8, p1: u8, p2: u8, body: &[u8]) -> Result<[u8; 16], Scp03Error> {
+    fn command_mac(
+        &self,
+        cla: u8,
+        ins: u8,
+        p1: u8,
+        p2: u8,
+        body: &[u8],
+    ) -> Result<[u8; 16], Scp03Error> {
         let header = mac_header(cla, ins, p1, p2, body.len() + MAC_LEN)?;
-        Ok(crypto::aes_cmac(&self.keys.mac, &[&self.mac_chain, &header, body]))
+        Ok(crypto::aes_cmac(
+            &self.keys.mac,
+            &[&self.mac_chain, &header, body],
+        ))
     }
 
     fn response_mac(&self, data: &[u8], sw: u16) -> [u8; 16] {
@@ -651,7 +682,11 @@ impl Session {
         let p1 = self.level.bits();
         let full = crypto::aes_cmac(
             &self.keys.mac,
-            &[&self.mac_chain, &[0x84, 0x82, p1, 0x00, 0x10], host_cryptogram],
+            &[
+                &self.mac_chain,
+                &[0x84, 0x82, p1, 0x00, 0x10],
+                host_cryptogram,
+            ],
         );
         self.mac_chain = full;
         self.state = State::Open;
@@ -692,7 +727,14 @@ impl Session {
             None if self.level.r_mac() => Some(apdu::SHORT_MAX_LE),
             other => other,
         };
-        Ok(CommandApdu::new(apdu::with_secure_messaging(cmd.cla), cmd.ins, cmd.p1, cmd.p2, body, le))
+        Ok(CommandApdu::new(
+            apdu::with_secure_messaging(cmd.cla),
+            cmd.ins,
+            cmd.p1,
+            cmd.p2,
+            body,
+            le,
+        ))
     }
 
     /// Host: checks the R-MAC and decrypts R-ENC data per the level.
@@ -709,7 +751,10 @@ impl Session {
             return Ok(resp.clone());
         }
         if !resp.sw().is_success_or_warning() {
-            return Ok(ResponseApdu { data: Vec::new(), sw: resp.sw });
+            return Ok(ResponseApdu {
+                data: Vec::new(),
+                sw: resp.sw,
+            });
         }
         let Some(split) = resp.data.len().checked_sub(MAC_LEN) else {
             return self.fail(Scp03Error::BadMac);
@@ -738,7 +783,8 @@ impl Session {
         }
         let mut buf = Zeroizing::new(data.to_vec());
         let icv = self.icv(response);
-        crypto::aes_cbc_decrypt(&self.keys.enc, &icv, &mut buf).map_err(|_| Scp03Error::BadPadding)?;
+        crypto::aes_cbc_decrypt(&self.keys.enc, &icv, &mut buf)
+            .map_err(|_| Scp03Error::BadPadding)?;
         let plain = crypto::unpad80(&buf, 16).ok_or(Scp03Error::BadPadding)?;
         Ok(plain.to_vec())
     }
@@ -827,7 +873,14 @@ impl Session {
         } else {
             body.to_vec()
         };
-        Ok(CommandApdu::new(apdu::without_secure_messaging(cmd.cla), cmd.ins, cmd.p1, cmd.p2, data, cmd.le))
+        Ok(CommandApdu::new(
+            apdu::without_secure_messaging(cmd.cla),
+            cmd.ins,
+            cmd.p1,
+            cmd.p2,
+            data,
+            cmd.le,
+        ))
     }
 
     /// Card: protects a response per the level: R-ENC of non-empty data, then R-MAC.
@@ -839,7 +892,10 @@ impl Session {
             return resp;
         }
         if !resp.sw().is_success_or_warning() {
-            return ResponseApdu { data: Vec::new(), sw: resp.sw };
+            return ResponseApdu {
+                data: Vec::new(),
+                sw: resp.sw,
+            };
         }
         let mut data = if self.level.r_enc() && !resp.data.is_empty() {
             let mut padded = Zeroizing::new(crypto::pad80(&resp.data, 16));
@@ -857,7 +913,13 @@ impl Session {
 }
 
 /// `mac_cla INS P1 P2 Lc` with Lc short (one byte) up to 255, else extended (`00` + two bytes).
-pub(crate) fn mac_header(cla: u8, ins: u8, p1: u8, p2: u8, lc: usize) -> Result<Vec<u8>, Scp03Error> {
+pub(crate) fn mac_header(
+    cla: u8,
+    ins: u8,
+    p1: u8,
+    p2: u8,
+    lc: usize,
+) -> Result<Vec<u8>, Scp03Error> {
     let mut h = Vec::with_capacity(7);
     h.extend_from_slice(&[apdu::mac_cla(cla), ins, p1, p2]);
     if lc <= apdu::SHORT_MAX_DATA {
@@ -902,7 +964,13 @@ pub fn put_key_data(dek: &AesKey, key: &AesKey) -> KeyData {
     let mut block = Vec::with_capacity(33);
     block.push(key.len() as u8);
     block.extend_from_slice(&encrypt_key_data(dek, key.as_bytes()));
-    KeyData { components: alloc::vec![KeyComponent { key_type: KEY_TYPE_AES, block }], kcv: kcv::kcv_aes(key).to_vec() }
+    KeyData {
+        components: alloc::vec![KeyComponent {
+            key_type: KEY_TYPE_AES,
+            block
+        }],
+        kcv: kcv::kcv_aes(key).to_vec(),
+    }
 }
 
 /// Recovers an AES key from a PUT KEY key data field encrypted under `dek` (the card side of
@@ -914,11 +982,14 @@ pub fn open_put_key_data(dek: &AesKey, data: &KeyData) -> Result<AesKey, Scp03Er
     if component.key_type != KEY_TYPE_AES {
         return Err(Scp03Error::Malformed);
     }
-    let (clear_len, cipher) = component.split_clear_length(16).ok_or(Scp03Error::Malformed)?;
+    let (clear_len, cipher) = component
+        .split_clear_length(16)
+        .ok_or(Scp03Error::Malformed)?;
     let plain = decrypt_key_data(dek, cipher)?;
     let clear_len = clear_len.unwrap_or(plain.len());
     let key_bytes = plain.get(..clear_len).ok_or(Scp03Error::Malformed)?;
-    let key = AesKey::from_slice(key_bytes).map_err(|_| Scp03Error::UnsupportedKeyLength(clear_len))?;
+    let key =
+        AesKey::from_slice(key_bytes).map_err(|_| Scp03Error::UnsupportedKeyLength(clear_len))?;
     if !data.kcv.is_empty() && !crypto::ct_eq(&kcv::kcv_aes(&key), &data.kcv) {
         return Err(Scp03Error::BadCryptogram);
     }
@@ -969,14 +1040,22 @@ mod tests {
         assert_eq!(card_cryptogram(&k, &hc, &cc), a8("9B5C9D42D5059430"));
         assert_eq!(host_cryptogram(&k, &hc, &cc), a8("F3C7624565B5894F"));
         assert!(verify_card_cryptogram(&k, &hc, &cc, &a8("9B5C9D42D5059430")).is_ok());
-        assert_eq!(verify_card_cryptogram(&k, &hc, &cc, &a8("9B5C9D42D5059431")), Err(Scp03Error::BadCryptogram));
+        assert_eq!(
+            verify_card_cryptogram(&k, &hc, &cc, &a8("9B5C9D42D5059431")),
+            Err(Scp03Error::BadCryptogram)
+        );
     }
 
     #[test]
     fn pseudo_random_challenge_vector() {
         // GP-FACTS: "Pseudo-random challenge: K, seq 00002A, AID A000000018434D08090A0B0C000000".
         let mut k = key(K);
-        let c = pseudo_random_challenge(&mut k, [0x00, 0x00, 0x2A], &h("A000000018434D08090A0B0C000000")).unwrap();
+        let c = pseudo_random_challenge(
+            &mut k,
+            [0x00, 0x00, 0x2A],
+            &h("A000000018434D08090A0B0C000000"),
+        )
+        .unwrap();
         assert_eq!(c, a8("A3F5F144D19BE66E"));
     }
 
@@ -986,11 +1065,17 @@ mod tests {
         assert_eq!(kdf(&mut k, S_ENC, &[1; 16], 256).unwrap().len(), 32);
         assert_eq!(kdf(&mut k, S_ENC, &[1; 16], 192).unwrap().len(), 24);
         // The first 128 bits of a 256-bit output differ from a 128-bit output because L differs.
-        assert_ne!(kdf(&mut k, S_ENC, &[1; 16], 256).unwrap()[..16], kdf(&mut k, S_ENC, &[1; 16], 128).unwrap()[..]);
+        assert_ne!(
+            kdf(&mut k, S_ENC, &[1; 16], 256).unwrap()[..16],
+            kdf(&mut k, S_ENC, &[1; 16], 128).unwrap()[..]
+        );
         let odd = kdf(&mut k, S_ENC, &[], 12).unwrap();
         assert_eq!(odd.len(), 2);
         assert_eq!(odd[1] & 0x0F, 0);
-        assert_eq!(kdf(&mut k, S_ENC, &[], u16::MAX).unwrap().len(), KDF_MAX_BLOCKS * 16);
+        assert_eq!(
+            kdf(&mut k, S_ENC, &[], u16::MAX).unwrap().len(),
+            KDF_MAX_BLOCKS * 16
+        );
         assert!(kdf(&mut k, S_ENC, &[], 0).unwrap().is_empty());
         let mut e = key(K);
         assert_eq!(
@@ -1008,12 +1093,21 @@ mod tests {
         let mut mac = key("58563362EC5A4541ABCD32B34B1EAE7D");
         let sd = h("A000000151000000");
         let hc = a8("B2BDE1A2DC66BD56");
-        let iu = InitializeUpdateResponse::parse(&h("00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA000015")).unwrap();
+        let iu = InitializeUpdateResponse::parse(&h(
+            "00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA000015",
+        ))
+        .unwrap();
         assert_eq!((iu.kvn, iu.scp_id, iu.i), (0x30, 0x03, 0x70));
         assert_eq!(iu.sequence_counter, Some([0x00, 0x00, 0x15]));
-        assert_eq!(iu.to_bytes(), h("00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA000015"));
+        assert_eq!(
+            iu.to_bytes(),
+            h("00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA000015")
+        );
         // The card challenge is the pseudo-random one from seq 000015.
-        assert_eq!(pseudo_random_challenge(&mut enc, [0, 0, 0x15], &sd).unwrap(), iu.card_challenge);
+        assert_eq!(
+            pseudo_random_challenge(&mut enc, [0, 0, 0x15], &sd).unwrap(),
+            iu.card_challenge
+        );
 
         let keys = derive_session_keys(&mut enc, &mut mac, 16, &hc, &iu.card_challenge).unwrap();
         assert_eq!(keys.enc, key("9B841BB63D1087484FF7F16802017243"));
@@ -1023,15 +1117,26 @@ mod tests {
 
         let mut host = Session::host(keys.clone(), SecurityLevel::C_MAC_C_DEC);
         let ea = host.external_authenticate(&host_c);
-        assert_eq!(ea.to_bytes(), h("848203001059D54D932423D29F6313C970875F8C2F"));
+        assert_eq!(
+            ea.to_bytes(),
+            h("848203001059D54D932423D29F6313C970875F8C2F")
+        );
         let delete = CommandApdu::parse(&h("80E400800A4F08A00100015141434C")).unwrap();
         let wrapped = host.wrap(&delete).unwrap();
-        assert_eq!(wrapped.to_bytes(), h("84E400801829F06AEC3180B3EFE91FF662310B945DE0D5FE66AD67A5B6"));
+        assert_eq!(
+            wrapped.to_bytes(),
+            h("84E400801829F06AEC3180B3EFE91FF662310B945DE0D5FE66AD67A5B6")
+        );
 
         // The card side accepts the same bytes and recovers the plain DELETE.
         let mut card = Session::card(keys);
-        assert_eq!(card.verify_external_authenticate(&ea, &host_c).unwrap(), SecurityLevel::C_MAC_C_DEC);
-        let plain = card.unwrap_command(&CommandApdu::parse(&wrapped.to_bytes()).unwrap()).unwrap();
+        assert_eq!(
+            card.verify_external_authenticate(&ea, &host_c).unwrap(),
+            SecurityLevel::C_MAC_C_DEC
+        );
+        let plain = card
+            .unwrap_command(&CommandApdu::parse(&wrapped.to_bytes()).unwrap())
+            .unwrap();
         assert_eq!(plain.to_bytes(), delete.to_bytes());
         assert_eq!(card.counter(), 1);
     }
@@ -1042,7 +1147,10 @@ mod tests {
         let mut k = key(K);
         let mut k2 = key(K);
         let hc = a8("2C8130E574247B1B");
-        let iu = InitializeUpdateResponse::parse(&h("00010203040506070809000370A5874C57119B976BF94879E36F29E039000001")).unwrap();
+        let iu = InitializeUpdateResponse::parse(&h(
+            "00010203040506070809000370A5874C57119B976BF94879E36F29E039000001",
+        ))
+        .unwrap();
         // GP-FACTS does not name the AID this card challenge was derived from, so only the
         // session keys and the EXTERNAL AUTHENTICATE are checked here.
         let keys = derive_session_keys(&mut k, &mut k2, 16, &hc, &iu.card_challenge).unwrap();
@@ -1053,22 +1161,42 @@ mod tests {
         let host_c = host_cryptogram(&keys, &hc, &iu.card_challenge);
         let mut host = Session::host(keys.clone(), SecurityLevel::ALL);
         let ea = host.external_authenticate(&host_c);
-        assert_eq!(ea.to_bytes(), h("8482330010A75F1CD48F3B93DFA57E690937921F92"));
+        assert_eq!(
+            ea.to_bytes(),
+            h("8482330010A75F1CD48F3B93DFA57E690937921F92")
+        );
         let mut card = Session::card(keys);
-        assert_eq!(card.verify_external_authenticate(&ea, &host_c).unwrap(), SecurityLevel::ALL);
+        assert_eq!(
+            card.verify_external_authenticate(&ea, &host_c).unwrap(),
+            SecurityLevel::ALL
+        );
     }
 
     #[test]
     fn initialize_update_response_rules() {
         let good = h("00010203040506070809000370A5874C57119B976BF94879E36F29E039000001");
-        assert_eq!(InitializeUpdateResponse::parse(&good[..29]), Err(Scp03Error::Malformed));
-        assert_eq!(InitializeUpdateResponse::parse(&good[..31]), Err(Scp03Error::WrongLength));
+        assert_eq!(
+            InitializeUpdateResponse::parse(&good[..29]),
+            Err(Scp03Error::Malformed)
+        );
+        assert_eq!(
+            InitializeUpdateResponse::parse(&good[..31]),
+            Err(Scp03Error::WrongLength)
+        );
         let mut scp02 = good.clone();
         scp02[11] = 0x02;
-        assert_eq!(InitializeUpdateResponse::parse(&scp02), Err(Scp03Error::UnsupportedProtocol(2)));
+        assert_eq!(
+            InitializeUpdateResponse::parse(&scp02),
+            Err(Scp03Error::UnsupportedProtocol(2))
+        );
         let mut random = good[..29].to_vec();
         random[12] = 0x60;
-        assert_eq!(InitializeUpdateResponse::parse(&random).unwrap().sequence_counter, None);
+        assert_eq!(
+            InitializeUpdateResponse::parse(&random)
+                .unwrap()
+                .sequence_counter,
+            None
+        );
     }
 
     fn pair(level: SecurityLevel) -> (Session, Session) {
@@ -1088,7 +1216,14 @@ mod tests {
             CommandApdu::new(0x80, 0xCA, 0x00, 0x66, vec![], None),
             CommandApdu::new(0x81, 0xE6, 0x0C, 0x00, vec![0x5A; 100], Some(256)),
             CommandApdu::new(0x80, 0xE8, 0x80, 0x01, vec![0xC4; 16], None),
-            CommandApdu::new(0xC3, 0xE4, 0x00, 0x00, vec![0x4F, 0x05, 1, 2, 3, 4, 5], None),
+            CommandApdu::new(
+                0xC3,
+                0xE4,
+                0x00,
+                0x00,
+                vec![0x4F, 0x05, 1, 2, 3, 4, 5],
+                None,
+            ),
             CommandApdu::new(0x80, 0xE8, 0x00, 0x00, vec![0x11; 239], None),
         ];
         let responses = [
@@ -1099,7 +1234,9 @@ mod tests {
             ResponseApdu::new(vec![0x00], Sw::NO_ERROR),
             ResponseApdu::new(vec![0x33; 15], Sw(0x6283)),
         ];
-        for level in [0x00u8, 0x01, 0x03, 0x11, 0x13, 0x33].map(|b| SecurityLevel::parse(b).unwrap()) {
+        for level in
+            [0x00u8, 0x01, 0x03, 0x11, 0x13, 0x33].map(|b| SecurityLevel::parse(b).unwrap())
+        {
             let (mut host, mut card) = pair(level);
             for (cmd, resp) in commands.iter().zip(responses.iter()) {
                 let wire = host.wrap(cmd).unwrap();
@@ -1107,10 +1244,16 @@ mod tests {
                 let wire = CommandApdu::parse(&wire.to_bytes()).unwrap();
                 if level.c_mac() {
                     assert!(apdu::has_secure_messaging(wire.cla));
-                    assert_eq!(apdu::logical_channel(wire.cla), apdu::logical_channel(cmd.cla));
+                    assert_eq!(
+                        apdu::logical_channel(wire.cla),
+                        apdu::logical_channel(cmd.cla)
+                    );
                 }
                 if level.c_dec() && !cmd.data.is_empty() {
-                    assert!(!wire.data.windows(cmd.data.len().min(8)).any(|w| w == &cmd.data[..cmd.data.len().min(8)]));
+                    assert!(!wire
+                        .data
+                        .windows(cmd.data.len().min(8))
+                        .any(|w| w == &cmd.data[..cmd.data.len().min(8)]));
                 }
                 let plain = card.unwrap_command(&wire).unwrap();
                 assert_eq!(plain.cla, cmd.cla, "{level:?}");
@@ -1120,7 +1263,9 @@ mod tests {
                 if level.r_enc() && resp.data.len() > 1 && resp.sw().is_success_or_warning() {
                     assert_ne!(&protected.data[..resp.data.len()], &resp.data[..]);
                 }
-                let back = host.unwrap_response(&ResponseApdu::parse(&protected.to_bytes()).unwrap()).unwrap();
+                let back = host
+                    .unwrap_response(&ResponseApdu::parse(&protected.to_bytes()).unwrap())
+                    .unwrap();
                 if resp.sw().is_success_or_warning() || !level.r_mac() {
                     assert_eq!(&back, resp, "{level:?}");
                 } else {
@@ -1136,7 +1281,11 @@ mod tests {
 
     #[test]
     fn tampering_aborts() {
-        for level in [SecurityLevel::C_MAC, SecurityLevel::C_MAC_C_DEC, SecurityLevel::ALL] {
+        for level in [
+            SecurityLevel::C_MAC,
+            SecurityLevel::C_MAC_C_DEC,
+            SecurityLevel::ALL,
+        ] {
             // Flip one bit anywhere in the command: the card rejects it and the session dies.
             let cmd = CommandApdu::new(0x80, 0xE2, 0x90, 0x00, vec![0x77; 20], None);
             let (mut host, _) = pair(level);
@@ -1150,7 +1299,9 @@ mod tests {
                 let (_, mut card) = pair(level);
                 let mut bad = wire.clone();
                 bad[i] ^= 0x01;
-                let Ok(parsed) = CommandApdu::parse(&bad) else { continue };
+                let Ok(parsed) = CommandApdu::parse(&bad) else {
+                    continue;
+                };
                 let r = card.unwrap_command(&parsed);
                 if i == 0 {
                     // CLA bit 1 selects another logical channel; the MAC deliberately excludes it.
@@ -1158,18 +1309,26 @@ mod tests {
                 }
                 assert!(r.is_err(), "byte {i} level {level:?}");
                 assert!(card.is_aborted());
-                assert_eq!(card.unwrap_command(&parsed).unwrap_err(), Scp03Error::SessionAborted);
+                assert_eq!(
+                    card.unwrap_command(&parsed).unwrap_err(),
+                    Scp03Error::SessionAborted
+                );
             }
         }
         // A replayed command fails (the chaining value moved on).
         let (mut host, mut card) = pair(SecurityLevel::C_MAC);
-        let w = host.wrap(&CommandApdu::new(0x80, 0xF2, 0x80, 0x02, h("4F00"), None)).unwrap();
+        let w = host
+            .wrap(&CommandApdu::new(0x80, 0xF2, 0x80, 0x02, h("4F00"), None))
+            .unwrap();
         card.unwrap_command(&w).unwrap();
         assert_eq!(card.unwrap_command(&w).unwrap_err(), Scp03Error::BadMac);
         // A command without secure messaging while C-MAC is required.
         let (_, mut card) = pair(SecurityLevel::C_MAC);
         let plain = CommandApdu::new(0x80, 0xF2, 0x80, 0x02, h("4F00"), None);
-        assert_eq!(card.unwrap_command(&plain).unwrap_err(), Scp03Error::NotSecured);
+        assert_eq!(
+            card.unwrap_command(&plain).unwrap_err(),
+            Scp03Error::NotSecured
+        );
         // A tampered R-MAC.
         let (mut host, mut card) = pair(SecurityLevel::C_MAC_R_MAC);
         let w = host.wrap(&plain).unwrap();
@@ -1190,27 +1349,48 @@ mod tests {
 
         let mut card = Session::card(keys.clone());
         let wrong = a8("0000000000000000");
-        assert_eq!(card.verify_external_authenticate(&ea, &wrong).unwrap_err(), Scp03Error::BadCryptogram);
-        assert_eq!(Scp03Error::<Infallible>::BadCryptogram.sw(), Sw::VERIFICATION_FAILED);
-        assert_eq!(card.verify_external_authenticate(&ea, &hc).unwrap_err(), Scp03Error::WrongState);
+        assert_eq!(
+            card.verify_external_authenticate(&ea, &wrong).unwrap_err(),
+            Scp03Error::BadCryptogram
+        );
+        assert_eq!(
+            Scp03Error::<Infallible>::BadCryptogram.sw(),
+            Sw::VERIFICATION_FAILED
+        );
+        assert_eq!(
+            card.verify_external_authenticate(&ea, &hc).unwrap_err(),
+            Scp03Error::WrongState
+        );
 
         let mut card = Session::card(keys.clone());
         let mut bad = ea.clone();
         bad.data[15] ^= 1;
-        assert_eq!(card.verify_external_authenticate(&bad, &hc).unwrap_err(), Scp03Error::BadMac);
+        assert_eq!(
+            card.verify_external_authenticate(&bad, &hc).unwrap_err(),
+            Scp03Error::BadMac
+        );
 
         let mut card = Session::card(keys.clone());
         let mut lvl = ea.clone();
         lvl.p1 = 0x31;
-        assert_eq!(card.verify_external_authenticate(&lvl, &hc).unwrap_err(), Scp03Error::UnsupportedLevel(0x31));
+        assert_eq!(
+            card.verify_external_authenticate(&lvl, &hc).unwrap_err(),
+            Scp03Error::UnsupportedLevel(0x31)
+        );
 
         let mut card = Session::card(keys.clone());
         let mut short = ea.clone();
         short.data.pop();
-        assert_eq!(card.verify_external_authenticate(&short, &hc).unwrap_err(), Scp03Error::WrongLength);
+        assert_eq!(
+            card.verify_external_authenticate(&short, &hc).unwrap_err(),
+            Scp03Error::WrongLength
+        );
 
         let mut card = Session::card(keys);
-        assert_eq!(card.unwrap_command(&ea).unwrap_err(), Scp03Error::NotAuthenticated);
+        assert_eq!(
+            card.unwrap_command(&ea).unwrap_err(),
+            Scp03Error::NotAuthenticated
+        );
         // The response to a rejected command is plain.
         let r = card.wrap_response(ResponseApdu::status(Sw::SECURITY_STATUS_NOT_SATISFIED));
         assert_eq!(r.to_bytes(), h("6982"));
@@ -1222,7 +1402,10 @@ mod tests {
             let ok = matches!(b, 0x00 | 0x01 | 0x03 | 0x11 | 0x13 | 0x33);
             assert_eq!(SecurityLevel::parse(b).is_some(), ok, "{b:02X}");
         }
-        assert_eq!(alloc::format!("{}", SecurityLevel::ALL), "C-MAC+C-DEC+R-MAC+R-ENC");
+        assert_eq!(
+            alloc::format!("{}", SecurityLevel::ALL),
+            "C-MAC+C-DEC+R-MAC+R-ENC"
+        );
         assert_eq!(alloc::format!("{}", SecurityLevel::NO_SECURITY), "none");
         assert!(SecurityLevel::C_MAC_C_DEC.c_dec() && !SecurityLevel::C_MAC_C_DEC.r_mac());
     }
@@ -1231,7 +1414,8 @@ mod tests {
     fn put_key_data_round_trip() {
         let dek = key("0A02A6D687406DCFA09DC70B3EDB7E38");
         for len in [16usize, 24, 32] {
-            let new_key = AesKey::from_slice(&(0x40..0x40 + len as u8).collect::<Vec<_>>()).unwrap();
+            let new_key =
+                AesKey::from_slice(&(0x40..0x40 + len as u8).collect::<Vec<_>>()).unwrap();
             let kd = put_key_data(&dek, &new_key);
             let bytes = kd.to_bytes().unwrap();
             // 88 (n+1) keylen data 03 KCV with n = 16 or 32 (Amendment D Table 7-10).
@@ -1245,15 +1429,24 @@ mod tests {
             assert_eq!(&plain[..len], new_key.as_bytes());
             let mut wrong_kcv = kd.clone();
             wrong_kcv.kcv[0] ^= 1;
-            assert_eq!(open_put_key_data(&dek, &wrong_kcv).unwrap_err(), Scp03Error::BadCryptogram);
+            assert_eq!(
+                open_put_key_data(&dek, &wrong_kcv).unwrap_err(),
+                Scp03Error::BadCryptogram
+            );
         }
-        assert_eq!(decrypt_key_data(&dek, &[0; 15]).unwrap_err(), Scp03Error::Malformed);
+        assert_eq!(
+            decrypt_key_data(&dek, &[0; 15]).unwrap_err(),
+            Scp03Error::Malformed
+        );
     }
 
     #[test]
     fn debug_hides_keys() {
         let keys = keys_for([K, K], "0102030405060708", "1112131415161718");
-        let s = alloc::format!("{keys:?} {:?}", Session::host(keys.clone(), SecurityLevel::ALL));
+        let s = alloc::format!(
+            "{keys:?} {:?}",
+            Session::host(keys.clone(), SecurityLevel::ALL)
+        );
         assert!(!s.contains("40, 41") && !s.contains("4041"));
         assert!(s.contains("AES-128"));
     }

@@ -15,7 +15,7 @@ pub struct Sw(pub u16);
 impl Sw {
     /// `9000`: normal processing, no further qualification.
     pub const NO_ERROR: Sw = Sw(0x9000);
-    /// `6310`: GET STATUS has more data; a GET STATUS [next] retrieves it.
+    /// `6310`: GET STATUS has more data; a GET STATUS for the next occurrences retrieves it.
     pub const WARNING_MORE_DATA: Sw = Sw(0x6310);
     /// `6300`: verification failed (GP: authentication of the host cryptogram failed).
     pub const VERIFICATION_FAILED: Sw = Sw(0x6300);

@@ -66,7 +66,12 @@ impl<'a> Tlv<'a> {
 impl fmt::Debug for Tlv<'_> {
     /// Tag and length only; values may be key material or signatures.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Tlv {{ tag: {:X}, len: {} }}", self.tag, self.value.len())
+        write!(
+            f,
+            "Tlv {{ tag: {:X}, len: {} }}",
+            self.tag,
+            self.value.len()
+        )
     }
 }
 
@@ -87,7 +92,10 @@ pub struct TlvReader<'a> {
 impl<'a> TlvReader<'a> {
     /// Starts reading at the beginning of `bytes`.
     pub fn new(bytes: &'a [u8]) -> Self {
-        TlvReader { rest: bytes, failed: false }
+        TlvReader {
+            rest: bytes,
+            failed: false,
+        }
     }
 
     /// The bytes not consumed yet.
@@ -153,7 +161,9 @@ pub fn read_len(bytes: &[u8]) -> Result<(usize, &[u8]), TlvError> {
         return Err(TlvError::UnsupportedLength);
     }
     let (len_bytes, rest) = rest.split_at_checked(n).ok_or(TlvError::Truncated)?;
-    let len = len_bytes.iter().fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
+    let len = len_bytes
+        .iter()
+        .fold(0u32, |acc, &b| (acc << 8) | u32::from(b));
     let len = usize::try_from(len).map_err(|_| TlvError::LengthOverflow)?;
     Ok((len, rest))
 }
@@ -233,7 +243,9 @@ mod tests {
 
     #[test]
     fn lengths() {
-        for len in [0usize, 1, 127, 128, 255, 256, 65535, 65536, 0xFF_FFFF, 0x100_0000] {
+        for len in [
+            0usize, 1, 127, 128, 255, 256, 65535, 65536, 0xFF_FFFF, 0x100_0000,
+        ] {
             let mut out = Vec::new();
             write_len(&mut out, len);
             let expected_bytes = match len {
@@ -249,7 +261,10 @@ mod tests {
             assert!(rest.is_empty());
         }
         assert_eq!(read_len(&[0x80]), Err(TlvError::UnsupportedLength));
-        assert_eq!(read_len(&[0x85, 1, 1, 1, 1, 1]), Err(TlvError::UnsupportedLength));
+        assert_eq!(
+            read_len(&[0x85, 1, 1, 1, 1, 1]),
+            Err(TlvError::UnsupportedLength)
+        );
         assert_eq!(read_len(&[0x82, 1]), Err(TlvError::Truncated));
     }
 
@@ -262,7 +277,10 @@ mod tests {
             assert_eq!(t.value, &[1, 2, 3]);
         }
         assert_eq!(read_tag(&[0x9F]), Err(TlvError::Truncated));
-        assert_eq!(read_tag(&[0x9F, 0x81, 0x81, 0x01]), Err(TlvError::TagTooLong));
+        assert_eq!(
+            read_tag(&[0x9F, 0x81, 0x81, 0x01]),
+            Err(TlvError::TagTooLong)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! Usage: `demo-cap OUT.cap` (never overwrites). The AIDs are the constants below.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 /// The demo load file (package) AID.
@@ -14,27 +15,31 @@ fn main() -> ExitCode {
         eprintln!("usage: demo-cap OUT.cap");
         return ExitCode::from(2);
     };
-    let bytes = signer::cap::build_demo_cap(&PACKAGE_AID, &APPLET_AID, "com/postissue/hello");
     let path = std::path::PathBuf::from(out);
-    match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-        Ok(mut f) => match std::io::Write::write_all(&mut f, &bytes) {
-            Ok(()) => {
-                println!(
-                    "{}: package {} applet {} ({} bytes)",
-                    path.display(),
-                    hex::encode_upper(PACKAGE_AID),
-                    hex::encode_upper(APPLET_AID),
-                    bytes.len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("demo-cap: {}: {e}", path.display());
-                ExitCode::FAILURE
-            }
-        },
+    let written = signer::cap::build_demo_cap(&PACKAGE_AID, &APPLET_AID, "com/postissue/hello")
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            f.write_all(&bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(bytes.len())
+        });
+    match written {
+        Ok(len) => {
+            println!(
+                "{}: package {} applet {} ({len} bytes)",
+                path.display(),
+                hex::encode_upper(PACKAGE_AID),
+                hex::encode_upper(APPLET_AID),
+            );
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("demo-cap: {}: {e}", path.display());
+            eprintln!("demo-cap: {e}");
             ExitCode::FAILURE
         }
     }

@@ -7,6 +7,7 @@
 use crate::error::{sw_meaning, Error};
 use crate::transport::Transport;
 use gp_core::apdu::{CommandApdu, ResponseApdu};
+use gp_core::commands;
 use gp_core::scp03::{self, InitializeUpdateResponse, Prf, SecurityLevel, Session};
 use keyman::hsm::{KeyHandle, TokenSession};
 use subtle::ConstantTimeEq;
@@ -61,14 +62,7 @@ pub fn expect_ok(resp: &ResponseApdu, what: &str) -> Result<(), Error> {
 
 /// SELECT by AID (first or only occurrence).
 pub fn select(t: &mut dyn Transport, aid: &[u8]) -> Result<ResponseApdu, Error> {
-    let cmd = CommandApdu {
-        cla: 0x00,
-        ins: 0xA4,
-        p1: 0x04,
-        p2: 0x00,
-        data: aid.to_vec(),
-        le: Some(256),
-    };
+    let cmd = commands::select_by_aid(aid);
     send_plain(t, &cmd, "SELECT")
 }
 
@@ -83,14 +77,7 @@ pub fn initialize_update(
         .random(8)?
         .try_into()
         .map_err(|_| Error::Card("the token returned a short random".into()))?;
-    let cmd = CommandApdu {
-        cla: 0x80,
-        ins: 0x50,
-        p1: kvn,
-        p2: 0x00,
-        data: hc.to_vec(),
-        le: Some(256),
-    };
+    let cmd = commands::initialize_update(kvn, &hc);
     let resp = send_plain(t, &cmd, "INITIALIZE UPDATE")?;
     let iu = InitializeUpdateResponse::parse(&resp.data)
         .map_err(|e| Error::Card(format!("malformed INITIALIZE UPDATE response: {e}")))?;

@@ -50,7 +50,7 @@ pub fn derive_card_keys<'s, 'h>(
         )));
     }
     let one = |role: KeyRole, usages: &[Usage]| {
-        let data = derivation_data(scheme, kdd, role);
+        let data = derivation_data(scheme, kdd, role).map_err(|e| Error::Usage(format!("{scheme}: {e}")))?;
         session
             .derive_by_encryption(master, &data, out, usages, purpose == Purpose::PutKey)
             .map_err(Error::from)

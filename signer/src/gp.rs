@@ -5,10 +5,10 @@ use crate::channel::{self, SecureChannel, StaticKeys, ISD_AID};
 use crate::diversify::{derive_card_keys, Purpose};
 use crate::error::Error;
 use crate::transport::Transport;
-use gp_core::apdu::CommandApdu;
+use gp_core::commands::put_key::{KeyComponent, KeyData, PutKey, PutKeyResponse, KEY_TYPE_AES};
 use gp_core::commands::{
-    parse_get_status_response, split_into_load_blocks, InstallForInstall, InstallForLoad, LfdbBlock, LoadFile,
-    RegistryEntry,
+    get_status, parse_get_status_response_for, set_status, split_into_load_blocks, InstallForInstall,
+    InstallForLoad, LfdbBlock, LoadFile, RegistryEntry, GET_STATUS_TLV,
 };
 use gp_core::diversify::Scheme;
 use gp_core::scp03::SecurityLevel;
@@ -29,7 +29,7 @@ const SECURED: u8 = 0x0F;
 
 /// Security level used for card management: C-MAC and C-DECRYPTION.
 fn management_level() -> SecurityLevel {
-    SecurityLevel(SecurityLevel::C_MAC.0 | SecurityLevel::C_DECRYPTION.0)
+    SecurityLevel::C_MAC_C_DEC
 }
 
 /// What personalisation did, for the operator's screen and the ledger.
@@ -67,46 +67,40 @@ pub fn personalise(
     let mut ch = SecureChannel::authenticate(t, token, transport, hc, &iu, management_level())?;
 
     let new = derive_card_keys(token, master, scheme, &kdd, SecretKeyType::Aes128, Purpose::PutKey)?;
-    let mut data = vec![ISSUER_KVN];
     let mut kcvs = [[0u8; 3]; 3];
+    let mut keys = Vec::new();
     for (slot, key) in kcvs.iter_mut().zip([&new.enc, &new.mac, &new.dek]) {
         let kcv = token.kcv(key.handle())?;
         let wrapped = token.wrap_cbc_zero_iv(transport.dek, key.handle())?;
-        let len = u8::try_from(wrapped.len() + 1).map_err(|_| Error::Card("wrapped key too long".into()))?;
-        data.extend_from_slice(&[0x88, len, 16]);
-        data.extend_from_slice(&wrapped);
-        data.push(3);
-        data.extend_from_slice(&kcv.value);
+        let clear_len = u8::try_from(SecretKeyType::Aes128.len()).unwrap_or(16);
+        keys.push(KeyData {
+            components: vec![KeyComponent {
+                key_type: KEY_TYPE_AES,
+                block: [&[clear_len][..], &wrapped].concat(),
+            }],
+            kcv: kcv.value.to_vec(),
+        });
         *slot = kcv.value;
     }
-    let put_key = CommandApdu {
-        cla: 0x80,
-        ins: 0xD8,
-        p1: old_kvn,
-        p2: 0x81,
-        data,
-        le: Some(256),
-    };
+    let put_key = PutKey {
+        new_kvn: ISSUER_KVN,
+        keys,
+    }
+    .to_apdu(old_kvn, 1)
+    .map_err(|e| Error::Card(format!("PUT KEY: {e}")))?;
     let resp = ch.send_ok(&put_key, "PUT KEY")?;
-    let mut expected = vec![ISSUER_KVN];
-    kcvs.iter().for_each(|k| expected.extend_from_slice(k));
-    if resp.data != expected {
+    let confirmed = PutKeyResponse::parse(&resp.data).map_err(|e| Error::Card(format!("PUT KEY response: {e}")))?;
+    let expected: Vec<u8> = kcvs.concat();
+    if confirmed.kvn != ISSUER_KVN || confirmed.check_values != expected {
         return Err(Error::Card(format!(
-            "PUT KEY: the card confirmed {} but the token computed {}",
-            hex::encode_upper(&resp.data),
+            "PUT KEY: the card confirmed KVN {:02X} KCVs {} but the token computed {}",
+            confirmed.kvn,
+            hex::encode_upper(&confirmed.check_values),
             hex::encode_upper(&expected)
         )));
     }
     for state in [INITIALIZED, SECURED] {
-        let cmd = CommandApdu {
-            cla: 0x80,
-            ins: 0xF0,
-            p1: 0x80,
-            p2: state,
-            data: Vec::new(),
-            le: None,
-        };
-        ch.send_ok(&cmd, "SET STATUS")?;
+        ch.send_ok(&set_status(0x80, state, &[]), "SET STATUS")?;
     }
     Ok(Personalised {
         kdd,
@@ -160,20 +154,15 @@ pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result
         load_parameters: Vec::new(),
         load_token: Vec::new(),
     };
-    let cmd = CommandApdu {
-        cla: 0x80,
-        ins: 0xE6,
-        p1: 0x02,
-        p2: 0x00,
-        data: for_load.to_bytes(),
-        le: Some(256),
-    };
+    let cmd = for_load.to_apdu().map_err(|e| Error::Card(format!("INSTALL [for load]: {e}")))?;
     ch.send_ok(&cmd, "INSTALL [for load]")?;
     let load = LoadFile {
         dap_blocks: Vec::new(),
         lfdb: LfdbBlock::Plain(req.lfdb.clone()),
     };
-    for (n, block) in split_into_load_blocks(&load.to_bytes(), LOAD_BLOCK).iter().enumerate() {
+    let bytes = load.to_bytes().map_err(|e| Error::Card(format!("LOAD: {e}")))?;
+    let blocks = split_into_load_blocks(&bytes, LOAD_BLOCK).map_err(|e| Error::Card(format!("LOAD: {e}")))?;
+    for (n, block) in blocks.iter().enumerate() {
         ch.send_ok(block, &format!("LOAD block {n}"))?;
     }
     for (module, app) in &req.applets {
@@ -184,15 +173,11 @@ pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result
             privileges: vec![0x00],
             install_parameters: vec![0xC9, 0x00],
             token: Vec::new(),
+            make_selectable: true,
         };
-        let cmd = CommandApdu {
-            cla: 0x80,
-            ins: 0xE6,
-            p1: 0x0C,
-            p2: 0x00,
-            data: install.to_bytes(),
-            le: Some(256),
-        };
+        let cmd = install
+            .to_apdu()
+            .map_err(|e| Error::Card(format!("INSTALL [for install]: {e}")))?;
         ch.send_ok(&cmd, "INSTALL [for install and make selectable]")?;
     }
     Ok(())
@@ -203,16 +188,9 @@ pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result
 pub fn registry(ch: &mut SecureChannel<'_>) -> Result<Vec<(u8, RegistryEntry)>, Error> {
     let mut out = Vec::new();
     for p1 in [0x80u8, 0x40, 0x10] {
-        let mut p2 = 0x02;
+        let mut next = false;
         loop {
-            let cmd = CommandApdu {
-                cla: 0x80,
-                ins: 0xF2,
-                p1,
-                p2,
-                data: vec![0x4F, 0x00],
-                le: Some(256),
-            };
+            let cmd = get_status(p1, next, &[]);
             let resp = ch.send(&cmd)?;
             if resp.sw == 0x6A88 {
                 break;
@@ -220,15 +198,51 @@ pub fn registry(ch: &mut SecureChannel<'_>) -> Result<Vec<(u8, RegistryEntry)>, 
             if resp.sw != 0x9000 && resp.sw != 0x6310 {
                 channel::expect_ok(&resp, "GET STATUS")?;
             }
-            let entries = parse_get_status_response(0x02, &resp.data)
+            let entries = parse_get_status_response_for(p1, GET_STATUS_TLV, &resp.data)
                 .map_err(|e| Error::Card(format!("malformed GET STATUS response: {e}")))?;
             out.extend(entries.into_iter().map(|e| (p1, e)));
             if resp.sw == 0x6310 {
-                p2 = 0x03;
+                next = true;
             } else {
                 break;
             }
         }
     }
     Ok(out)
+}
+
+/// One registry entry as a line for people: kind, AID, life cycle, privileges, and what it relates to.
+pub fn describe_entry(p1: u8, e: &RegistryEntry) -> String {
+    use gp_core::life_cycle::{self as lc};
+    let (kind, state) = match p1 {
+        0x80 => ("ISD", lc::card_state_name(e.life_cycle).unwrap_or("?").to_string()),
+        0x40 => {
+            let sd = e.privileges.first().is_some_and(|p| p & 0x80 != 0);
+            let base = match e.life_cycle & 0x7F {
+                lc::APP_INSTALLED => "INSTALLED",
+                lc::APP_SELECTABLE => "SELECTABLE",
+                lc::SD_PERSONALIZED if sd => "PERSONALIZED",
+                _ => "APPLICATION-SPECIFIC",
+            };
+            let locked = if e.life_cycle & lc::APP_LOCKED != 0 { "+LOCKED" } else { "" };
+            (if sd { "SSD" } else { "APP" }, format!("{base}{locked}"))
+        }
+        _ => ("ELF", if e.life_cycle == lc::LOAD_FILE_LOADED { "LOADED".into() } else { "?".into() }),
+    };
+    let mut line = format!(
+        "{kind:<4} {:<32} {state:<12} {:02X} privileges {}",
+        hex::encode_upper(&e.aid),
+        e.life_cycle,
+        hex::encode_upper(e.privileges)
+    );
+    if let Some(elf) = &e.elf_aid {
+        line.push_str(&format!(" from {}", hex::encode_upper(elf)));
+    }
+    if let Some(sd) = &e.associated_sd {
+        line.push_str(&format!(" sd {}", hex::encode_upper(sd)));
+    }
+    for m in &e.modules {
+        line.push_str(&format!(" module {}", hex::encode_upper(m)));
+    }
+    line
 }

@@ -84,7 +84,7 @@ impl Package {
             version: VERSION,
             manifest: Manifest {
                 load_file_aid: hex::encode_upper(cap.package_aid()),
-                applets: cap.applet_aids().iter().map(hex::encode_upper).collect(),
+                applets: cap.applets().iter().map(|a| hex::encode_upper(&a.aid)).collect(),
                 lfdb_policy: policy.to_string(),
                 hash: hash.to_string(),
                 lfdb_length: lfdb.len() as u64,

@@ -11,7 +11,11 @@ use card_firmware::sim::{FabProfile, FabScp, SimCard, DEFAULT_KEY};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "card-sim", version, about = "Simulated GlobalPlatform cards for Postissue")]
+#[command(
+    name = "card-sim",
+    version,
+    about = "Simulated GlobalPlatform cards for Postissue"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -43,7 +47,10 @@ enum Command {
 }
 
 fn parse_hex<const N: usize>(what: &str, s: &str) -> Result<[u8; N], String> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace() && *c != ':').collect();
+    let s: String = s
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != ':')
+        .collect();
     if s.len() != N * 2 || !s.is_ascii() {
         return Err(format!("{what} must be {N} bytes of hex"));
     }
@@ -68,7 +75,11 @@ fn run(cli: Cli) -> Result<(), String> {
             kdd,
         } => {
             let profile = FabProfile {
-                scp: if scp == "02" { FabScp::Scp02 } else { FabScp::Scp03 },
+                scp: if scp == "02" {
+                    FabScp::Scp02
+                } else {
+                    FabScp::Scp03
+                },
                 key: match key {
                     Some(k) => parse_hex::<16>("--key", &k)?,
                     None => DEFAULT_KEY,

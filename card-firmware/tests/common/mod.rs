@@ -1,6 +1,13 @@
 //! Host side for the card's tests: a terminal that opens SCP03 sessions with gp-core's host
 //! session and software keys, and builds GP commands by hand (independently of the card code).
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
 use card_firmware::aid::ISD_AID;
 use card_firmware::keys::ScpConfig;
@@ -43,8 +50,18 @@ pub struct StaticKeys {
     pub dek: [u8; 16],
 }
 
-pub const TRANSPORT: StaticKeys = StaticKeys { kvn: 0x30, enc: K, mac: K, dek: K };
-pub const ISSUER: StaticKeys = StaticKeys { kvn: 0x01, enc: NEW_ENC, mac: NEW_MAC, dek: NEW_DEK };
+pub const TRANSPORT: StaticKeys = StaticKeys {
+    kvn: 0x30,
+    enc: K,
+    mac: K,
+    dek: K,
+};
+pub const ISSUER: StaticKeys = StaticKeys {
+    kvn: 0x01,
+    enc: NEW_ENC,
+    mac: NEW_MAC,
+    dek: NEW_DEK,
+};
 
 pub fn sw(resp: &[u8]) -> u16 {
     let n = resp.len();
@@ -59,7 +76,10 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new() -> Self {
-        Terminal { session: None, host_challenge: [0xA5, 1, 2, 3, 4, 5, 6, 7] }
+        Terminal {
+            session: None,
+            host_challenge: [0xA5, 1, 2, 3, 4, 5, 6, 7],
+        }
     }
 
     pub fn select_isd(&mut self, card: &mut Card<RamStorage>) -> Vec<u8> {
@@ -71,7 +91,12 @@ impl Terminal {
     }
 
     /// INITIALIZE UPDATE + EXTERNAL AUTHENTICATE; returns the EXTERNAL AUTHENTICATE status.
-    pub fn authenticate(&mut self, card: &mut Card<RamStorage>, keys: StaticKeys, level: u8) -> u16 {
+    pub fn authenticate(
+        &mut self,
+        card: &mut Card<RamStorage>,
+        keys: StaticKeys,
+        level: u8,
+    ) -> u16 {
         self.session = None;
         let mut iu = vec![0x80, 0x50, keys.kvn, 0x00, 0x08];
         iu.extend_from_slice(&self.host_challenge);
@@ -85,8 +110,14 @@ impl Terminal {
         assert_eq!(iur.kvn, keys.kvn);
         let mut enc = AesKey::from_slice(&keys.enc).unwrap();
         let mut mac = AesKey::from_slice(&keys.mac).unwrap();
-        let sk = scp03::derive_session_keys(&mut enc, &mut mac, 16, &self.host_challenge, &iur.card_challenge)
-            .unwrap();
+        let sk = scp03::derive_session_keys(
+            &mut enc,
+            &mut mac,
+            16,
+            &self.host_challenge,
+            &iur.card_challenge,
+        )
+        .unwrap();
         assert_eq!(
             scp03::card_cryptogram(&sk, &self.host_challenge, &iur.card_challenge),
             iur.card_cryptogram,
@@ -226,11 +257,29 @@ pub fn personalise(card: &mut Card<RamStorage>, t: &mut Terminal) {
 /// Load and install the synthetic package over an open session.
 pub fn load_and_install(card: &mut Card<RamStorage>, t: &mut Terminal) {
     let lfdb = lfdb();
-    let r = t.send(card, cmd(0x80, 0xE6, 0x02, 0x00, &install_for_load_data(&PACKAGE, &sha256(&lfdb))));
+    let r = t.send(
+        card,
+        cmd(
+            0x80,
+            0xE6,
+            0x02,
+            0x00,
+            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+        ),
+    );
     assert_eq!(r.sw, 0x9000);
     for c in load_commands(&lfdb, 16) {
         assert_eq!(t.send(card, c).sw, 0x9000);
     }
-    let r = t.send(card, cmd(0x80, 0xE6, 0x0C, 0x00, &install_and_make_selectable_data(&PACKAGE, &APPLET, &APPLET)));
+    let r = t.send(
+        card,
+        cmd(
+            0x80,
+            0xE6,
+            0x0C,
+            0x00,
+            &install_and_make_selectable_data(&PACKAGE, &APPLET, &APPLET),
+        ),
+    );
     assert_eq!(r.sw, 0x9000);
 }

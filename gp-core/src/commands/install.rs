@@ -5,7 +5,9 @@
 
 use alloc::vec::Vec;
 
-use super::{check_aid, read_lv1, read_lv_ber, write_lv1, write_lv_ber, CommandError, CLA_GP, INS_INSTALL};
+use super::{
+    check_aid, read_lv1, read_lv_ber, write_lv1, write_lv_ber, CommandError, CLA_GP, INS_INSTALL,
+};
 use crate::apdu::CommandApdu;
 use crate::tlv;
 
@@ -67,7 +69,9 @@ impl InstallForLoad {
         if self.lfdb_hash.len() > 0x7F {
             return Err(CommandError::FieldTooLong);
         }
-        let mut out = Vec::with_capacity(64 + self.lfdb_hash.len() + self.load_parameters.len() + self.load_token.len());
+        let mut out = Vec::with_capacity(
+            64 + self.lfdb_hash.len() + self.load_parameters.len() + self.load_token.len(),
+        );
         write_lv1(&mut out, &self.load_file_aid)?;
         write_lv1(&mut out, &self.sd_aid)?;
         write_lv1(&mut out, &self.lfdb_hash)?;
@@ -145,7 +149,12 @@ pub struct InstallForInstall {
 impl InstallForInstall {
     /// P1 of this command: `04`, or `0C` with make selectable.
     pub fn p1(&self) -> u8 {
-        P1_FOR_INSTALL | if self.make_selectable { P1_FOR_MAKE_SELECTABLE } else { 0 }
+        P1_FOR_INSTALL
+            | if self.make_selectable {
+                P1_FOR_MAKE_SELECTABLE
+            } else {
+                0
+            }
     }
 
     /// Encodes the command data field.
@@ -288,7 +297,9 @@ impl InstallForPersonalization {
             _ => return Err(CommandError::TrailingBytes),
         }
         check_aid(application_aid, false)?;
-        Ok(InstallForPersonalization { application_aid: application_aid.to_vec() })
+        Ok(InstallForPersonalization {
+            application_aid: application_aid.to_vec(),
+        })
     }
 
     /// The complete command `80 E6 20 00 Lc data 00`.
@@ -453,10 +464,16 @@ impl Install {
             P1_FOR_LOAD => Install::ForLoad(InstallForLoad::parse(data)?),
             0x04 => Install::ForInstall(InstallForInstall::parse(data, false)?),
             0x0C => Install::ForInstall(InstallForInstall::parse(data, true)?),
-            P1_FOR_MAKE_SELECTABLE => Install::ForMakeSelectable(InstallForMakeSelectable::parse(data)?),
+            P1_FOR_MAKE_SELECTABLE => {
+                Install::ForMakeSelectable(InstallForMakeSelectable::parse(data)?)
+            }
             P1_FOR_EXTRADITION => Install::ForExtradition(InstallForExtradition::parse(data)?),
-            P1_FOR_PERSONALIZATION => Install::ForPersonalization(InstallForPersonalization::parse(data)?),
-            P1_FOR_REGISTRY_UPDATE => Install::ForRegistryUpdate(InstallForRegistryUpdate::parse(data)?),
+            P1_FOR_PERSONALIZATION => {
+                Install::ForPersonalization(InstallForPersonalization::parse(data)?)
+            }
+            P1_FOR_REGISTRY_UPDATE => {
+                Install::ForRegistryUpdate(InstallForRegistryUpdate::parse(data)?)
+            }
             _ => return Err(CommandError::BadP1P2),
         })
     }
@@ -500,7 +517,10 @@ mod tests {
         let apdu = cmd.to_apdu().unwrap();
         assert_eq!(apdu.to_bytes(), expected);
         let parsed = crate::apdu::CommandApdu::parse(&expected).unwrap();
-        assert_eq!(Install::parse_apdu(&parsed).unwrap(), Install::ForLoad(cmd.clone()));
+        assert_eq!(
+            Install::parse_apdu(&parsed).unwrap(),
+            Install::ForLoad(cmd.clone())
+        );
         // Token input: P1 P2 Lc' then the data without the token length byte.
         let t = cmd.token_signed_data().unwrap();
         assert_eq!(&t[..3], &[0x02, 0x00, 0x31]);
@@ -534,7 +554,9 @@ mod tests {
                 parameters: vec![],
                 token: vec![],
             }),
-            Install::ForPersonalization(InstallForPersonalization { application_aid: h("D0D1D2D3D4D50101") }),
+            Install::ForPersonalization(InstallForPersonalization {
+                application_aid: h("D0D1D2D3D4D50101"),
+            }),
             Install::ForRegistryUpdate(InstallForRegistryUpdate {
                 sd_aid: h("A0000001515350"),
                 application_aid: h("D0D1D2D3D4D50101"),
@@ -552,26 +574,44 @@ mod tests {
         for v in variants {
             let apdu = v.to_apdu().unwrap();
             let bytes = apdu.to_bytes();
-            let back = Install::parse_apdu(&crate::apdu::CommandApdu::parse(&bytes).unwrap()).unwrap();
+            let back =
+                Install::parse_apdu(&crate::apdu::CommandApdu::parse(&bytes).unwrap()).unwrap();
             assert_eq!(back, v);
         }
         assert_eq!(
-            InstallForPersonalization { application_aid: h("D0D1D2D3D4D50101") }.to_data().unwrap(),
+            InstallForPersonalization {
+                application_aid: h("D0D1D2D3D4D50101")
+            }
+            .to_data()
+            .unwrap(),
             h("000008D0D1D2D3D4D50101000000")
         );
     }
 
     #[test]
     fn rejects_bad_fields() {
-        let mut c = InstallForLoad { load_file_aid: h("01020304"), ..Default::default() };
+        let mut c = InstallForLoad {
+            load_file_aid: h("01020304"),
+            ..Default::default()
+        };
         assert_eq!(c.to_data(), Err(CommandError::BadAidLength(4)));
         c.load_file_aid = h("0102030405");
         c.lfdb_hash = vec![0; 128];
         assert_eq!(c.to_data(), Err(CommandError::FieldTooLong));
-        let i = InstallForInstall { application_aid: h("0102030405"), privileges: vec![0, 0], ..Default::default() };
+        let i = InstallForInstall {
+            application_aid: h("0102030405"),
+            privileges: vec![0, 0],
+            ..Default::default()
+        };
         assert_eq!(i.to_data(), Err(CommandError::BadFieldLength));
-        assert_eq!(InstallForLoad::parse(&h("050102030405000000000000")), Err(CommandError::TrailingBytes));
-        assert_eq!(InstallForLoad::parse(&h("0501020304")), Err(CommandError::Truncated));
+        assert_eq!(
+            InstallForLoad::parse(&h("050102030405000000000000")),
+            Err(CommandError::TrailingBytes)
+        );
+        assert_eq!(
+            InstallForLoad::parse(&h("0501020304")),
+            Err(CommandError::Truncated)
+        );
         let bad_p1 = crate::apdu::CommandApdu::new(0x80, 0xE6, 0x0E, 0x00, vec![], None);
         assert_eq!(Install::parse_apdu(&bad_p1), Err(CommandError::BadP1P2));
         // Length 80 on one byte means 128 (backward compatibility).
@@ -579,7 +619,10 @@ mod tests {
         data.push(0x80);
         data.extend_from_slice(&[0xEF; 128]);
         data.push(0x00);
-        assert_eq!(InstallForLoad::parse(&data).unwrap().load_parameters.len(), 128);
+        assert_eq!(
+            InstallForLoad::parse(&data).unwrap().load_parameters.len(),
+            128
+        );
     }
 
     proptest! {

@@ -93,7 +93,10 @@ impl LoadFile {
                     icv = Some(item.value.to_vec());
                 }
                 TAG_CIPHERED_LFDB => {
-                    lfdb = Some(LfdbBlock::Ciphered { icv: icv.take(), data: item.value.to_vec() })
+                    lfdb = Some(LfdbBlock::Ciphered {
+                        icv: icv.take(),
+                        data: item.value.to_vec(),
+                    })
                 }
                 _ => return Err(CommandError::UnexpectedElement),
             }
@@ -133,7 +136,10 @@ fn parse_dap_block(value: &[u8]) -> Result<(Vec<u8>, Vec<u8>), CommandError> {
 ///
 /// `block_len` must leave room for any secure messaging the caller will add (MAC, padding).
 /// Fails for `block_len` 0, for empty input and when more than 256 blocks would be needed.
-pub fn split_into_load_blocks(bytes: &[u8], block_len: usize) -> Result<Vec<CommandApdu>, CommandError> {
+pub fn split_into_load_blocks(
+    bytes: &[u8],
+    block_len: usize,
+) -> Result<Vec<CommandApdu>, CommandError> {
     if block_len == 0 || bytes.is_empty() {
         return Err(CommandError::BadBlocking);
     }
@@ -165,7 +171,10 @@ mod tests {
     #[test]
     fn round_trip_plain_and_ciphered() {
         let lf = LoadFile {
-            dap_blocks: vec![(h("A000000151000000"), vec![0xD4; 8]), (h("A0000001515350"), vec![0x94; 16])],
+            dap_blocks: vec![
+                (h("A000000151000000"), vec![0xD4; 8]),
+                (h("A0000001515350"), vec![0x94; 16]),
+            ],
             lfdb: LfdbBlock::Plain(vec![0x01; 300]),
         };
         let bytes = lf.to_bytes().unwrap();
@@ -175,29 +184,56 @@ mod tests {
 
         let c = LoadFile {
             dap_blocks: vec![],
-            lfdb: LfdbBlock::Ciphered { icv: Some(vec![7; 16]), data: vec![9; 32] },
+            lfdb: LfdbBlock::Ciphered {
+                icv: Some(vec![7; 16]),
+                data: vec![9; 32],
+            },
         };
         let b = c.to_bytes().unwrap();
         assert_eq!(&b[..2], &[0xD3, 0x10]);
         assert_eq!(LoadFile::parse(&b).unwrap(), c);
-        let c2 = LoadFile { dap_blocks: vec![], lfdb: LfdbBlock::Ciphered { icv: None, data: vec![9; 32] } };
+        let c2 = LoadFile {
+            dap_blocks: vec![],
+            lfdb: LfdbBlock::Ciphered {
+                icv: None,
+                data: vec![9; 32],
+            },
+        };
         assert_eq!(LoadFile::parse(&c2.to_bytes().unwrap()).unwrap(), c2);
     }
 
     #[test]
     fn rejects_bad_structure() {
         // DAP block after the LFDB.
-        assert_eq!(LoadFile::parse(&h("C40101 E20C4F05A000000151C303010203")), Err(CommandError::TrailingBytes));
+        assert_eq!(
+            LoadFile::parse(&h("C40101 E20C4F05A000000151C303010203")),
+            Err(CommandError::TrailingBytes)
+        );
         // No LFDB at all.
-        assert_eq!(LoadFile::parse(&h("E20C4F05A000000151C303010203")), Err(CommandError::UnexpectedElement));
+        assert_eq!(
+            LoadFile::parse(&h("E20C4F05A000000151C303010203")),
+            Err(CommandError::UnexpectedElement)
+        );
         // ICV without D4.
-        assert_eq!(LoadFile::parse(&h("D3080000000000000000")), Err(CommandError::UnexpectedElement));
+        assert_eq!(
+            LoadFile::parse(&h("D3080000000000000000")),
+            Err(CommandError::UnexpectedElement)
+        );
         // ICV followed by C4.
-        assert_eq!(LoadFile::parse(&h("D3080000000000000000C40101")), Err(CommandError::UnexpectedElement));
+        assert_eq!(
+            LoadFile::parse(&h("D3080000000000000000C40101")),
+            Err(CommandError::UnexpectedElement)
+        );
         // DAP block with the elements swapped.
-        assert_eq!(LoadFile::parse(&h("E20C C303010203 4F05A000000151 C40101")), Err(CommandError::UnexpectedElement));
+        assert_eq!(
+            LoadFile::parse(&h("E20C C303010203 4F05A000000151 C40101")),
+            Err(CommandError::UnexpectedElement)
+        );
         // Truncated TLV.
-        assert!(matches!(LoadFile::parse(&h("C405010203")), Err(CommandError::Tlv(_))));
+        assert!(matches!(
+            LoadFile::parse(&h("C405010203")),
+            Err(CommandError::Tlv(_))
+        ));
     }
 
     #[test]
@@ -205,15 +241,46 @@ mod tests {
         let data: Vec<u8> = (0..=255u8).cycle().take(600).collect();
         let blocks = split_into_load_blocks(&data, 250).unwrap();
         assert_eq!(blocks.len(), 3);
-        assert_eq!((blocks[0].p1, blocks[0].p2, blocks[0].data.len()), (0x00, 0, 250));
-        assert_eq!((blocks[2].p1, blocks[2].p2, blocks[2].data.len()), (0x80, 2, 100));
-        assert_eq!(blocks.iter().flat_map(|b| b.data.clone()).collect::<Vec<_>>(), data);
+        assert_eq!(
+            (blocks[0].p1, blocks[0].p2, blocks[0].data.len()),
+            (0x00, 0, 250)
+        );
+        assert_eq!(
+            (blocks[2].p1, blocks[2].p2, blocks[2].data.len()),
+            (0x80, 2, 100)
+        );
+        assert_eq!(
+            blocks
+                .iter()
+                .flat_map(|b| b.data.clone())
+                .collect::<Vec<_>>(),
+            data
+        );
         let one = split_into_load_blocks(&[1, 2, 3], 255).unwrap();
-        assert_eq!(one[0].to_bytes(), h("80E88000030102030 0".replace(' ', "").as_str()));
-        assert_eq!(split_into_load_blocks(&data, 0), Err(CommandError::BadBlocking));
-        assert_eq!(split_into_load_blocks(&[], 10), Err(CommandError::BadBlocking));
-        assert_eq!(split_into_load_blocks(&vec![0; 257], 1), Err(CommandError::BadBlocking));
-        assert_eq!(split_into_load_blocks(&vec![0; 256], 1).unwrap().last().unwrap().p2, 255);
+        assert_eq!(
+            one[0].to_bytes(),
+            h("80E88000030102030 0".replace(' ', "").as_str())
+        );
+        assert_eq!(
+            split_into_load_blocks(&data, 0),
+            Err(CommandError::BadBlocking)
+        );
+        assert_eq!(
+            split_into_load_blocks(&[], 10),
+            Err(CommandError::BadBlocking)
+        );
+        assert_eq!(
+            split_into_load_blocks(&vec![0; 257], 1),
+            Err(CommandError::BadBlocking)
+        );
+        assert_eq!(
+            split_into_load_blocks(&vec![0; 256], 1)
+                .unwrap()
+                .last()
+                .unwrap()
+                .p2,
+            255
+        );
     }
 
     proptest! {

@@ -133,7 +133,8 @@ pub(crate) fn check_aid(aid: &[u8], optional: bool) -> Result<(), CommandError> 
 /// Reads a one-byte-length LV field.
 pub(crate) fn read_lv1(bytes: &[u8]) -> Result<(&[u8], &[u8]), CommandError> {
     let (&len, rest) = bytes.split_first().ok_or(CommandError::Truncated)?;
-    rest.split_at_checked(usize::from(len)).ok_or(CommandError::Truncated)
+    rest.split_at_checked(usize::from(len))
+        .ok_or(CommandError::Truncated)
 }
 
 /// Writes a one-byte-length LV field.
@@ -180,7 +181,14 @@ pub fn select_by_aid(aid: &[u8]) -> CommandApdu {
 
 /// INITIALIZE UPDATE (`80 50 KVN 00 08 host-challenge 00`); KVN 0 lets the card choose the key set.
 pub fn initialize_update(kvn: u8, host_challenge: &[u8; 8]) -> CommandApdu {
-    CommandApdu::new(CLA_GP, INS_INITIALIZE_UPDATE, kvn, 0x00, host_challenge.to_vec(), Some(256))
+    CommandApdu::new(
+        CLA_GP,
+        INS_INITIALIZE_UPDATE,
+        kvn,
+        0x00,
+        host_challenge.to_vec(),
+        Some(256),
+    )
 }
 
 /// The SCP identifier in an INITIALIZE UPDATE response (byte 12: `02` or `03`), which tells the
@@ -193,7 +201,14 @@ pub fn initialize_update_scp_id(response_data: &[u8]) -> Option<u8> {
 /// b8 to delete the object and its related objects (a load file and its applications).
 pub fn delete(aid: &[u8], related: bool) -> CommandApdu {
     let data = tlv::tlv(0x4F, aid);
-    CommandApdu::new(CLA_GP, INS_DELETE, 0x00, if related { 0x80 } else { 0x00 }, data, Some(256))
+    CommandApdu::new(
+        CLA_GP,
+        INS_DELETE,
+        0x00,
+        if related { 0x80 } else { 0x00 },
+        data,
+        Some(256),
+    )
 }
 
 /// GET STATUS P1: Issuer Security Domain.
@@ -212,7 +227,14 @@ pub const GET_STATUS_NEXT: u8 = 0x01;
 /// GET STATUS in TLV format with the search criterion `4F aid_filter` (empty filter matches all).
 pub fn get_status(p1: u8, next: bool, aid_filter: &[u8]) -> CommandApdu {
     let p2 = GET_STATUS_TLV | if next { GET_STATUS_NEXT } else { 0 };
-    CommandApdu::new(CLA_GP, INS_GET_STATUS, p1, p2, tlv::tlv(0x4F, aid_filter), Some(256))
+    CommandApdu::new(
+        CLA_GP,
+        INS_GET_STATUS,
+        p1,
+        p2,
+        tlv::tlv(0x4F, aid_filter),
+        Some(256),
+    )
 }
 
 /// SET STATUS (`80 F0 P1 state [Lc AID]`): P1 `80` for the ISD (card life cycle, no AID),
@@ -240,18 +262,30 @@ mod tests {
 
     #[test]
     fn simple_builders() {
-        assert_eq!(select_by_aid(&h("A000000151000000")).to_bytes(), h("00A4040008A00000015100000000"));
-        assert_eq!(initialize_update(0x30, &[1, 2, 3, 4, 5, 6, 7, 8]).to_bytes(), h("805030000801020304050607 0800"));
+        assert_eq!(
+            select_by_aid(&h("A000000151000000")).to_bytes(),
+            h("00A4040008A00000015100000000")
+        );
+        assert_eq!(
+            initialize_update(0x30, &[1, 2, 3, 4, 5, 6, 7, 8]).to_bytes(),
+            h("805030000801020304050607 0800")
+        );
         // GP-FACTS: the DELETE of the real-card SCP03 i=70 trace (sent there without Le).
         let mut d = delete(&h("A00100015141434C"), true);
         assert_eq!(d.le, Some(256));
         d.le = None;
         assert_eq!(d.to_bytes(), h("80E400800A4F08A00100015141434C"));
         assert_eq!(delete(&h("A00100015141434C"), false).p2, 0x00);
-        assert_eq!(get_status(GET_STATUS_LOAD_FILES, false, &[]).to_bytes(), h("80F22002024F0000"));
+        assert_eq!(
+            get_status(GET_STATUS_LOAD_FILES, false, &[]).to_bytes(),
+            h("80F22002024F0000")
+        );
         assert_eq!(get_data(0x9F7F).to_bytes(), h("80CA9F7F00"));
         assert_eq!(set_status(0x80, 0x0F, &[]).to_bytes(), h("80F0800F"));
-        assert_eq!(initialize_update_scp_id(&h("000074746E6E6E6262620102069F")), Some(0x02));
+        assert_eq!(
+            initialize_update_scp_id(&h("000074746E6E6E6262620102069F")),
+            Some(0x02)
+        );
     }
 
     #[test]
@@ -259,12 +293,18 @@ mod tests {
         assert_eq!(read_gp_len(&[0x80]).unwrap().0, 128);
         assert_eq!(read_gp_len(&[0x81, 0x80]).unwrap().0, 128);
         assert_eq!(read_gp_len(&[0x82, 0x01, 0x00]).unwrap().0, 256);
-        assert_eq!(read_gp_len(&[0x83, 0, 0, 0]), Err(CommandError::Unsupported));
+        assert_eq!(
+            read_gp_len(&[0x83, 0, 0, 0]),
+            Err(CommandError::Unsupported)
+        );
         assert_eq!(read_gp_len(&[0x82, 1]), Err(CommandError::Truncated));
         let mut out = vec![];
         write_lv_ber(&mut out, &[0; 200]).unwrap();
         assert_eq!(&out[..2], &[0x81, 200]);
         assert_eq!(read_lv_ber(&out).unwrap().0.len(), 200);
-        assert_eq!(write_lv_ber(&mut out, &vec![0; 65536]), Err(CommandError::FieldTooLong));
+        assert_eq!(
+            write_lv_ber(&mut out, &vec![0; 65536]),
+            Err(CommandError::FieldTooLong)
+        );
     }
 }

@@ -74,7 +74,10 @@ impl KeyData {
     /// A 3DES key encrypted under the DEK: `80 10 ciphertext 03 KCV`.
     pub fn des3(encrypted: [u8; 16], kcv: [u8; 3]) -> KeyData {
         KeyData {
-            components: vec![KeyComponent { key_type: KEY_TYPE_DES, block: encrypted.to_vec() }],
+            components: vec![KeyComponent {
+                key_type: KEY_TYPE_DES,
+                block: encrypted.to_vec(),
+            }],
             kcv: kcv.to_vec(),
         }
     }
@@ -83,8 +86,14 @@ impl KeyData {
     pub fn rsa_public(modulus: &[u8], exponent: &[u8]) -> KeyData {
         KeyData {
             components: vec![
-                KeyComponent { key_type: KEY_TYPE_RSA_MODULUS, block: modulus.to_vec() },
-                KeyComponent { key_type: KEY_TYPE_RSA_PUBLIC_EXPONENT, block: exponent.to_vec() },
+                KeyComponent {
+                    key_type: KEY_TYPE_RSA_MODULUS,
+                    block: modulus.to_vec(),
+                },
+                KeyComponent {
+                    key_type: KEY_TYPE_RSA_PUBLIC_EXPONENT,
+                    block: exponent.to_vec(),
+                },
             ],
             kcv: Vec::new(),
         }
@@ -94,8 +103,14 @@ impl KeyData {
     pub fn ec_public(uncompressed_point: &[u8], parameter_reference: u8) -> KeyData {
         KeyData {
             components: vec![
-                KeyComponent { key_type: KEY_TYPE_EC_PUBLIC, block: uncompressed_point.to_vec() },
-                KeyComponent { key_type: KEY_TYPE_PARAMETER_REFERENCE, block: vec![parameter_reference] },
+                KeyComponent {
+                    key_type: KEY_TYPE_EC_PUBLIC,
+                    block: uncompressed_point.to_vec(),
+                },
+                KeyComponent {
+                    key_type: KEY_TYPE_PARAMETER_REFERENCE,
+                    block: vec![parameter_reference],
+                },
             ],
             kcv: Vec::new(),
         }
@@ -118,7 +133,10 @@ impl KeyData {
             out.push(c.key_type);
             write_lv_ber(out, &c.block)?;
         }
-        let kcv_len = u8::try_from(self.kcv.len()).ok().filter(|&l| l < 0x80).ok_or(CommandError::BadFieldLength)?;
+        let kcv_len = u8::try_from(self.kcv.len())
+            .ok()
+            .filter(|&l| l < 0x80)
+            .ok_or(CommandError::BadFieldLength)?;
         out.push(kcv_len);
         out.extend_from_slice(&self.kcv);
         Ok(())
@@ -142,9 +160,16 @@ impl KeyData {
                 if components.is_empty() {
                     return Err(CommandError::UnexpectedElement);
                 }
-                let (kcv, after_kcv) =
-                    after.split_at_checked(usize::from(first)).ok_or(CommandError::Truncated)?;
-                return Ok((KeyData { components, kcv: kcv.to_vec() }, after_kcv));
+                let (kcv, after_kcv) = after
+                    .split_at_checked(usize::from(first))
+                    .ok_or(CommandError::Truncated)?;
+                return Ok((
+                    KeyData {
+                        components,
+                        kcv: kcv.to_vec(),
+                    },
+                    after_kcv,
+                ));
             }
             if first == 0xFF {
                 // Extended format (Table 11-69).
@@ -154,7 +179,10 @@ impl KeyData {
             if block.is_empty() {
                 return Err(CommandError::BadFieldLength);
             }
-            components.push(KeyComponent { key_type: first, block: block.to_vec() });
+            components.push(KeyComponent {
+                key_type: first,
+                block: block.to_vec(),
+            });
             rest = after_block;
         }
     }
@@ -200,8 +228,20 @@ impl PutKey {
     /// The complete command `80 D8 P1 P2 Lc data 00`: P1 is the KVN to replace (0 to add a new
     /// key set), P2 the key identifier of the first key; P2 b8 is set when several keys follow.
     pub fn to_apdu(&self, old_kvn: u8, first_key_id: u8) -> Result<CommandApdu, CommandError> {
-        let p2 = (first_key_id & 0x7F) | if self.keys.len() > 1 { P2_MULTIPLE_KEYS } else { 0 };
-        Ok(CommandApdu::new(CLA_GP, INS_PUT_KEY, old_kvn & 0x7F, p2, self.to_data()?, Some(256)))
+        let p2 = (first_key_id & 0x7F)
+            | if self.keys.len() > 1 {
+                P2_MULTIPLE_KEYS
+            } else {
+                0
+            };
+        Ok(CommandApdu::new(
+            CLA_GP,
+            INS_PUT_KEY,
+            old_kvn & 0x7F,
+            p2,
+            self.to_data()?,
+            Some(256),
+        ))
     }
 }
 
@@ -218,7 +258,10 @@ impl PutKeyResponse {
     /// Parses the response data (at least the KVN byte).
     pub fn parse(data: &[u8]) -> Result<Self, CommandError> {
         let (&kvn, rest) = data.split_first().ok_or(CommandError::Truncated)?;
-        Ok(PutKeyResponse { kvn, check_values: rest.to_vec() })
+        Ok(PutKeyResponse {
+            kvn,
+            check_values: rest.to_vec(),
+        })
     }
 
     /// Encodes the response data.
@@ -242,19 +285,31 @@ mod tests {
     #[test]
     fn des_component_vector_framing() {
         // GP-FACTS "SCP02": component `80 10 EFBE…20AF 03 8BAF47`.
-        let kd = KeyData::des3(h("EFBEE6C6D99D7B70BDE9D7E927F020AF").try_into().unwrap(), [0x8B, 0xAF, 0x47]);
-        assert_eq!(kd.to_bytes().unwrap(), h("8010EFBEE6C6D99D7B70BDE9D7E927F020AF038BAF47"));
+        let kd = KeyData::des3(
+            h("EFBEE6C6D99D7B70BDE9D7E927F020AF").try_into().unwrap(),
+            [0x8B, 0xAF, 0x47],
+        );
+        assert_eq!(
+            kd.to_bytes().unwrap(),
+            h("8010EFBEE6C6D99D7B70BDE9D7E927F020AF038BAF47")
+        );
         let encoded = kd.to_bytes().unwrap();
         let (back, rest) = KeyData::parse_one(&encoded).unwrap();
         assert_eq!(back, kd);
         assert!(rest.is_empty());
-        assert_eq!(back.components[0].split_clear_length(8), Some((None, &back.components[0].block[..])));
+        assert_eq!(
+            back.components[0].split_clear_length(8),
+            Some((None, &back.components[0].block[..]))
+        );
     }
 
     #[test]
     fn three_keys_round_trip() {
         let k = KeyData::des3([1; 16], [1, 2, 3]);
-        let pk = PutKey { new_kvn: 0x21, keys: vec![k.clone(), k.clone(), k] };
+        let pk = PutKey {
+            new_kvn: 0x21,
+            keys: vec![k.clone(), k.clone(), k],
+        };
         let apdu = pk.to_apdu(0x20, 0x01).unwrap();
         assert_eq!((apdu.p1, apdu.p2), (0x20, 0x81));
         assert_eq!(apdu.data.len(), 1 + 3 * 22);
@@ -267,7 +322,10 @@ mod tests {
         let bytes = rsa.to_bytes().unwrap();
         assert_eq!(&bytes[..4], &h("A1820100"));
         assert_eq!(&bytes[bytes.len() - 6..], &h("A003010001 00"));
-        let pk = PutKey { new_kvn: 0x73, keys: vec![rsa] };
+        let pk = PutKey {
+            new_kvn: 0x73,
+            keys: vec![rsa],
+        };
         assert_eq!(PutKey::parse(&pk.to_data().unwrap()).unwrap(), pk);
 
         let mut point = vec![0x04];
@@ -281,19 +339,37 @@ mod tests {
 
     #[test]
     fn aes_clear_length_prefix() {
-        let c = KeyComponent { key_type: KEY_TYPE_AES, block: [&[0x18][..], &[0u8; 32][..]].concat() };
+        let c = KeyComponent {
+            key_type: KEY_TYPE_AES,
+            block: [&[0x18][..], &[0u8; 32][..]].concat(),
+        };
         assert_eq!(c.split_clear_length(16).unwrap().0, Some(24));
-        let bad = KeyComponent { key_type: KEY_TYPE_AES, block: [&[0x30][..], &[0u8; 32][..]].concat() };
+        let bad = KeyComponent {
+            key_type: KEY_TYPE_AES,
+            block: [&[0x30][..], &[0u8; 32][..]].concat(),
+        };
         assert_eq!(bad.split_clear_length(16), None);
     }
 
     #[test]
     fn rejects() {
         assert_eq!(PutKey::parse(&h("01")), Err(CommandError::Truncated));
-        assert_eq!(PutKey::parse(&h("01 03 010203")), Err(CommandError::UnexpectedElement));
-        assert_eq!(PutKey::parse(&h("01 8010 00")), Err(CommandError::Truncated));
-        assert_eq!(PutKey::parse(&h("01 FF80 10")), Err(CommandError::Unsupported));
-        assert_eq!(PutKey::parse(&h("01 8000 00")), Err(CommandError::BadFieldLength));
+        assert_eq!(
+            PutKey::parse(&h("01 03 010203")),
+            Err(CommandError::UnexpectedElement)
+        );
+        assert_eq!(
+            PutKey::parse(&h("01 8010 00")),
+            Err(CommandError::Truncated)
+        );
+        assert_eq!(
+            PutKey::parse(&h("01 FF80 10")),
+            Err(CommandError::Unsupported)
+        );
+        assert_eq!(
+            PutKey::parse(&h("01 8000 00")),
+            Err(CommandError::BadFieldLength)
+        );
         let r = PutKeyResponse::parse(&h("218BAF47")).unwrap();
         assert_eq!((r.kvn, r.to_bytes()), (0x21, h("218BAF47")));
     }

@@ -6,7 +6,9 @@
 
 use alloc::vec::Vec;
 
-use super::{check_aid, read_lv1, write_lv1, CommandError, GET_STATUS_LOAD_FILES_AND_MODULES, GET_STATUS_TLV};
+use super::{
+    check_aid, read_lv1, write_lv1, CommandError, GET_STATUS_LOAD_FILES_AND_MODULES, GET_STATUS_TLV,
+};
 use crate::tlv::{self, TlvReader};
 
 /// Tag of the registry entry template.
@@ -98,7 +100,8 @@ impl RegistryEntry {
                     have_lc = true;
                 }
                 TAG_PRIVILEGES => {
-                    e.privileges = crate::privileges::from_slice(item.value).ok_or(CommandError::BadFieldLength)?
+                    e.privileges = crate::privileges::from_slice(item.value)
+                        .ok_or(CommandError::BadFieldLength)?
                 }
                 TAG_ELF_AID => e.elf_aid = Some(item.value.to_vec()),
                 TAG_VERSION => e.version = Some(item.value.to_vec()),
@@ -134,13 +137,20 @@ impl RegistryEntry {
 /// otherwise the deprecated format without module lists (P1 `80`, `40`, `20`).
 ///
 /// For the deprecated format with modules (P1 `10`) use [`parse_get_status_response_for`].
-pub fn parse_get_status_response(p2_format: u8, bytes: &[u8]) -> Result<Vec<RegistryEntry>, CommandError> {
+pub fn parse_get_status_response(
+    p2_format: u8,
+    bytes: &[u8],
+) -> Result<Vec<RegistryEntry>, CommandError> {
     parse_get_status_response_for(0x40, p2_format, bytes)
 }
 
 /// Parses a GET STATUS response data field knowing both P1 and P2 (the deprecated format depends
 /// on P1: with P1 `10` each load file is followed by its modules).
-pub fn parse_get_status_response_for(p1: u8, p2: u8, bytes: &[u8]) -> Result<Vec<RegistryEntry>, CommandError> {
+pub fn parse_get_status_response_for(
+    p1: u8,
+    p2: u8,
+    bytes: &[u8],
+) -> Result<Vec<RegistryEntry>, CommandError> {
     let mut out = Vec::new();
     if p2 & GET_STATUS_TLV != 0 {
         for item in TlvReader::new(bytes) {
@@ -157,9 +167,14 @@ pub fn parse_get_status_response_for(p1: u8, p2: u8, bytes: &[u8]) -> Result<Vec
     while !rest.is_empty() {
         let (aid, r) = read_lv1(rest)?;
         check_aid(aid, false)?;
-        let (&[life_cycle, privilege], r) = crate::util::take_array::<2>(r).ok_or(CommandError::Truncated)?;
-        let mut entry =
-            RegistryEntry { aid: aid.to_vec(), life_cycle, privileges: [privilege, 0, 0], ..Default::default() };
+        let (&[life_cycle, privilege], r) =
+            crate::util::take_array::<2>(r).ok_or(CommandError::Truncated)?;
+        let mut entry = RegistryEntry {
+            aid: aid.to_vec(),
+            life_cycle,
+            privileges: [privilege, 0, 0],
+            ..Default::default()
+        };
         rest = r;
         if with_modules {
             let (&count, mut r) = rest.split_first().ok_or(CommandError::Truncated)?;
@@ -189,7 +204,11 @@ mod tests {
 
     #[test]
     fn isd_entry() {
-        let mut isd = RegistryEntry { aid: h("A000000151000000"), life_cycle: life_cycle::CARD_OP_READY, ..Default::default() };
+        let mut isd = RegistryEntry {
+            aid: h("A000000151000000"),
+            life_cycle: life_cycle::CARD_OP_READY,
+            ..Default::default()
+        };
         privileges::SECURITY_DOMAIN.set_in(&mut isd.privileges);
         privileges::CARD_LOCK.set_in(&mut isd.privileges);
         let e3 = isd.to_e3_tlv();
@@ -217,7 +236,10 @@ mod tests {
         let mut bytes = elf.to_e3_tlv_load_file();
         assert!(!bytes.windows(2).any(|w| w == [0xC5, 0x03]));
         bytes.extend_from_slice(&app.to_e3_tlv());
-        assert_eq!(parse_get_status_response(0x02, &bytes).unwrap(), vec![elf.clone(), app]);
+        assert_eq!(
+            parse_get_status_response(0x02, &bytes).unwrap(),
+            vec![elf.clone(), app]
+        );
 
         // Deprecated format with modules (P1 10).
         let legacy = elf.to_legacy_bytes(true).unwrap();
@@ -231,16 +253,34 @@ mod tests {
         let bytes = h("08A000000151000000 0F 9E  07A0000000030000 07 00");
         let entries = parse_get_status_response(0x00, &bytes).unwrap();
         assert_eq!(entries.len(), 2);
-        assert_eq!((entries[0].life_cycle, entries[0].privileges), (0x0F, [0x9E, 0, 0]));
-        assert_eq!(parse_get_status_response(0x00, &bytes[..10]), Err(CommandError::Truncated));
+        assert_eq!(
+            (entries[0].life_cycle, entries[0].privileges),
+            (0x0F, [0x9E, 0, 0])
+        );
+        assert_eq!(
+            parse_get_status_response(0x00, &bytes[..10]),
+            Err(CommandError::Truncated)
+        );
     }
 
     #[test]
     fn rejects() {
-        assert_eq!(parse_get_status_response(0x02, &h("E1024F00")), Err(CommandError::UnexpectedElement));
-        assert_eq!(parse_get_status_response(0x02, &h("E3039F7001")), Err(CommandError::Tlv(crate::tlv::TlvError::Truncated)));
-        assert_eq!(parse_get_status_response(0x02, &h("E3049F70010F")), Err(CommandError::UnexpectedElement));
-        assert_eq!(parse_get_status_response(0x02, &h("E3074F00 9F7002 0F0F")), Err(CommandError::BadFieldLength));
+        assert_eq!(
+            parse_get_status_response(0x02, &h("E1024F00")),
+            Err(CommandError::UnexpectedElement)
+        );
+        assert_eq!(
+            parse_get_status_response(0x02, &h("E3039F7001")),
+            Err(CommandError::Tlv(crate::tlv::TlvError::Truncated))
+        );
+        assert_eq!(
+            parse_get_status_response(0x02, &h("E3049F70010F")),
+            Err(CommandError::UnexpectedElement)
+        );
+        assert_eq!(
+            parse_get_status_response(0x02, &h("E3074F00 9F7002 0F0F")),
+            Err(CommandError::BadFieldLength)
+        );
     }
 
     proptest! {
