@@ -50,6 +50,8 @@ pub(crate) struct Transient {
     pub channel: Channel,
     pub load: Option<LoadSession>,
     pub status: Option<StatusCursor>,
+    /// Response bytes not yet fetched with GET RESPONSE, and the status word that ends them.
+    pub pending: Option<(Vec<u8>, u16)>,
 }
 
 impl Default for Transient {
@@ -59,6 +61,7 @@ impl Default for Transient {
             channel: Channel::None,
             load: None,
             status: None,
+            pending: None,
         }
     }
 }
@@ -146,11 +149,60 @@ impl<S: Storage> Card<S> {
         if self.dead {
             return Sw(0x6581).bytes().to_vec();
         }
-        let resp = match CommandApdu::parse(apdu) {
-            Ok(cmd) => self.dispatch(cmd),
-            Err(e) => ResponseApdu::status(e.sw()),
+        let cmd = match CommandApdu::parse(apdu) {
+            Ok(cmd) => cmd,
+            Err(e) => {
+                self.ram.pending = None;
+                return ResponseApdu::status(e.sw()).to_bytes();
+            }
         };
-        resp.to_bytes()
+        if cmd.ins == 0xC0 && cmd.cla & 0x80 == 0 {
+            return self.get_response(&cmd).to_bytes();
+        }
+        self.ram.pending = None;
+        let extended = cmd.needs_extended();
+        let le = cmd.le;
+        let resp = self.dispatch(cmd);
+        self.chain(resp, le, extended).to_bytes()
+    }
+
+    /// ISO 7816-4 response chaining for short APDUs: data beyond what one short response
+    /// carries (Le, at most 256 bytes) waits for GET RESPONSE, announced by `61xx`. Extended
+    /// APDUs get everything at once.
+    fn chain(&mut self, resp: ResponseApdu, le: Option<usize>, extended: bool) -> ResponseApdu {
+        let limit = le.filter(|l| *l > 0).unwrap_or(256).min(256);
+        if extended || resp.data.len() <= 256 {
+            return resp;
+        }
+        let ResponseApdu { mut data, sw } = resp;
+        let rest = data.split_off(limit.min(data.len()));
+        self.announce(data, rest, sw)
+    }
+
+    fn announce(&mut self, now: Vec<u8>, rest: Vec<u8>, sw: u16) -> ResponseApdu {
+        if rest.is_empty() {
+            return ResponseApdu { data: now, sw };
+        }
+        let xx = u8::try_from(rest.len()).unwrap_or(0);
+        self.ram.pending = Some((rest, sw));
+        ResponseApdu {
+            data: now,
+            sw: u16::from_be_bytes([0x61, xx]),
+        }
+    }
+
+    /// GET RESPONSE (ISO 7816-4 §11.5.5): the next part of a chained response.
+    fn get_response(&mut self, cmd: &CommandApdu) -> ResponseApdu {
+        let Some((mut data, sw)) = self.ram.pending.take() else {
+            return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
+        };
+        if cmd.p1 != 0 || cmd.p2 != 0 || !cmd.data.is_empty() {
+            self.ram.pending = Some((data, sw));
+            return ResponseApdu::status(Sw::INCORRECT_P1P2);
+        }
+        let limit = cmd.le.filter(|l| *l > 0).unwrap_or(256).min(256);
+        let rest = data.split_off(limit.min(data.len()));
+        self.announce(data, rest, sw)
     }
 
     fn commit(&mut self, next: CardState) -> Result<()> {
@@ -326,5 +378,52 @@ impl<S: Storage> Card<S> {
             Err(e) => ResponseApdu::status(e.sw()),
         };
         self.ram.channel.wrap_response(resp)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::keys::ScpConfig;
+    use crate::storage::RamStorage;
+
+    fn card() -> Card<RamStorage> {
+        let fab = FabSettings {
+            scp: ScpConfig { scp: 3, i: 0x70 },
+            kvn: 0x30,
+            key: [0x40; 16],
+            kdd: [0; 10],
+        };
+        Card::format(RamStorage::new(16 * 1024, 64), &fab).unwrap()
+    }
+
+    #[test]
+    fn long_responses_chain_with_61xx() {
+        let mut card = card();
+        let long: Vec<u8> = (0..600u16).map(|i| i as u8).collect();
+        let first = card.chain(
+            ResponseApdu::new(long.clone(), Sw::NO_ERROR),
+            Some(256),
+            false,
+        );
+        assert_eq!(first.data.len(), 256);
+        assert_eq!(first.sw, 0x6100);
+        let mut got = first.data;
+        loop {
+            let r = card.process(&[0x00, 0xC0, 0x00, 0x00, 0x00]);
+            let (data, sw) = r.split_at(r.len() - 2);
+            got.extend_from_slice(data);
+            if sw == [0x90, 0x00] {
+                break;
+            }
+            assert_eq!(sw[0], 0x61);
+        }
+        assert_eq!(got, long);
+        // Nothing pending any more.
+        assert_eq!(card.process(&[0x00, 0xC0, 0x00, 0x00, 0x00]), [0x69, 0x85]);
+        // Extended APDUs get everything at once.
+        let all = card.chain(ResponseApdu::new(long.clone(), Sw::NO_ERROR), Some(65536), true);
+        assert_eq!(all.data, long);
     }
 }

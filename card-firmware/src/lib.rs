@@ -33,6 +33,8 @@ pub mod sim;
 pub mod state;
 mod status;
 pub mod storage;
+#[cfg(feature = "std")]
+pub mod vpcd;
 
 pub use card::Card;
 pub use channel::Auth;

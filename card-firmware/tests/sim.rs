@@ -124,3 +124,46 @@ fn card_sim_cli_new_and_info() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn vpcd_protocol() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vpcd.img");
+    SimCard::create(&path, &FabProfile::default()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut card = SimCard::open(&path).unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        card_firmware::vpcd::serve_connection(&mut card, &mut stream).unwrap();
+    });
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut frame = |payload: &[u8], answer: bool| -> Vec<u8> {
+        s.write_all(&(payload.len() as u16).to_be_bytes()).unwrap();
+        s.write_all(payload).unwrap();
+        if !answer {
+            return Vec::new();
+        }
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut buf).unwrap();
+        buf
+    };
+    frame(&[0x01], false);
+    let atr = frame(&[0x04], true);
+    assert_eq!(atr, card_firmware::card::atr());
+    let r = frame(&[0x80, 0xCA, 0x00, 0xCF, 0x00], true);
+    assert_eq!(sw(&r), 0x9000);
+    // INITIALIZE UPDATE opens an initiation; a reset is power loss and ends it.
+    let r = frame(&[0x80, 0x50, 0x00, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x00], true);
+    assert_eq!(sw(&r), 0x9000);
+    frame(&[0x02], false);
+    let r = frame(&[0x84, 0x82, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], true);
+    assert_eq!(r, [0x69, 0x85]);
+    frame(&[0x00], false);
+    drop(frame);
+    drop(s);
+    server.join().unwrap();
+}

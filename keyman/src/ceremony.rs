@@ -90,7 +90,8 @@ impl Step {
                 usages,
                 extractable,
                 ..
-            } => format!(
+            } => {
+                format!(
                 "generate {} key '{label}' (id {id}) in token {token}: usages [{}], sensitive, {}",
                 key_type.name(),
                 usages.iter().map(|u| u.name()).collect::<Vec<_>>().join(", "),
@@ -99,7 +100,8 @@ impl Step {
                 } else {
                     "never extractable"
                 }
-            ),
+            )
+            }
         }
     }
 
@@ -126,7 +128,8 @@ impl Step {
                 ..
             } => Ok(SecretKeySpec {
                 label: label.clone(),
-                id: hex::decode(id).map_err(|_| Error::Script(format!("step '{label}': id '{id}' is not hex")))?,
+                id: hex::decode(id)
+                    .map_err(|_| Error::Script(format!("step '{label}': id '{id}' is not hex")))?,
                 key_type: *key_type,
                 usages: usages.clone(),
                 extractable: *extractable,
@@ -179,7 +182,9 @@ impl Ceremony {
         let mut labels = HashSet::new();
         let mut ids = HashSet::new();
         for (n, step) in self.steps.iter().enumerate() {
-            let spec = step.key_spec().map_err(|e| err(format!("step {}: {e}", n + 1)))?;
+            let spec = step
+                .key_spec()
+                .map_err(|e| err(format!("step {}: {e}", n + 1)))?;
             let at = format!("step {} ('{}')", n + 1, spec.label);
             if spec.label.is_empty() {
                 return Err(err(format!("{at}: empty label")));
@@ -191,7 +196,10 @@ impl Ceremony {
                 return Err(err(format!("{at}: label '{}' is used twice", spec.label)));
             }
             if !ids.insert(spec.id.clone()) {
-                return Err(err(format!("{at}: id {} is used twice", hex::encode(&spec.id))));
+                return Err(err(format!(
+                    "{at}: id {} is used twice",
+                    hex::encode(&spec.id)
+                )));
             }
             if spec.usages.is_empty() {
                 return Err(err(format!("{at}: a key with no usages is useless")));
@@ -208,7 +216,9 @@ impl Ceremony {
             for p in performers {
                 let kind = self.roles.iter().find(|r| &r.name == p).map(|r| r.kind);
                 if kind != Some(RoleKind::Officer) {
-                    return Err(err(format!("{at}: '{p}' performs a token step but is not an Officer")));
+                    return Err(err(format!(
+                        "{at}: '{p}' performs a token step but is not an Officer"
+                    )));
                 }
             }
         }
@@ -241,9 +251,12 @@ mod tests {
 
     #[test]
     fn unknown_field_is_refused_with_line_and_column() {
-        let bad = GOOD.replace("purpose: \"test\",", "purpose: \"test\",\n    colour: \"blue\",");
+        let bad = GOOD.replace(
+            "purpose: \"test\",",
+            "purpose: \"test\",\n    colour: \"blue\",",
+        );
         let e = Ceremony::parse(&bad, "bad.ron").unwrap_err().to_string();
-        assert!(e.starts_with("bad.ron:4:"), "{e}");
+        assert!(e.starts_with("bad.ron:5:5:"), "{e}");
         assert!(e.contains("colour"), "{e}");
     }
 
@@ -251,12 +264,22 @@ mod tests {
     fn inconsistent_scripts_are_refused() {
         for (from, to, says) in [
             ("version: 1", "version: 2", "version 2"),
-            ("witnessed_by: [\"witness\"]", "witnessed_by: [\"ghost\"]", "'ghost' is not declared"),
-            ("performed_by: [\"officer\"]", "performed_by: [\"witness\"]", "not an Officer"),
+            (
+                "witnessed_by: [\"witness\"]",
+                "witnessed_by: [\"ghost\"]",
+                "'ghost' is not declared",
+            ),
+            (
+                "performed_by: [\"officer\"]",
+                "performed_by: [\"witness\"]",
+                "not an Officer",
+            ),
             ("id: \"01\"", "id: \"zz\"", "not hex"),
             ("usages: [Derive]", "usages: []", "no usages"),
         ] {
-            let e = Ceremony::parse(&GOOD.replace(from, to), "x.ron").unwrap_err().to_string();
+            let e = Ceremony::parse(&GOOD.replace(from, to), "x.ron")
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(says), "{from} -> {e}");
         }
         let dup = GOOD.replace(
@@ -393,7 +416,10 @@ pub fn run(ceremony: &Ceremony, opts: RunOptions<'_>) -> Result<Vec<MadeKey>, Er
     }
     match result {
         Ok(()) => {
-            ledger.append(EntryBody::new(EntryKind::CeremonyEnd, ceremony.name.clone()).scripted(opts.pin.is_scripted()))?;
+            ledger.append(
+                EntryBody::new(EntryKind::CeremonyEnd, ceremony.name.clone())
+                    .scripted(opts.pin.is_scripted()),
+            )?;
             Ok(made)
         }
         Err(e) => {

@@ -108,7 +108,10 @@ fn run(cli: Cli) -> Result<(), Error> {
             if cli.dry_run {
                 println!("dry run: nothing will be created");
                 print_plan(&c);
-                println!("would record every step in a new ledger {}", ledger.display());
+                println!(
+                    "would record every step in a new ledger {}",
+                    ledger.display()
+                );
                 return Ok(());
             }
             println!("ceremony '{}': {}", c.name, c.purpose);
@@ -144,7 +147,11 @@ fn run(cli: Cli) -> Result<(), Error> {
             command: LedgerCommand::Verify { file },
         } => {
             let report = keyman::ledger::verify(&file)?;
-            println!("{}: {} entries, chain intact", file.display(), report.entries);
+            println!(
+                "{}: {} entries, chain intact",
+                file.display(),
+                report.entries
+            );
             println!("fingerprint {}", report.fingerprint_hex);
             println!("read aloud  {}", report.fingerprint_words.join(" "));
             Ok(())

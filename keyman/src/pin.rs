@@ -47,7 +47,9 @@ impl PinSource {
         let pin = match self {
             PinSource::Prompt => {
                 let text = rpassword::prompt_password(format!("PIN for token '{token}': "))
-                    .map_err(|e| Error::PinUnavailable(format!("cannot read from the terminal: {e}")))?;
+                    .map_err(|e| {
+                        Error::PinUnavailable(format!("cannot read from the terminal: {e}"))
+                    })?;
                 SecretString::from(text)
             }
             PinSource::Env(name) => {
@@ -67,7 +69,9 @@ impl PinSource {
             }
         };
         if pin.expose_secret().is_empty() {
-            return Err(Error::PinUnavailable(format!("the PIN from {self} is empty")));
+            return Err(Error::PinUnavailable(format!(
+                "the PIN from {self} is empty"
+            )));
         }
         Ok(pin)
     }
@@ -111,7 +115,10 @@ mod tests {
 
     #[test]
     fn parses_named_sources_only() {
-        assert_eq!("env:X".parse::<PinSource>().unwrap(), PinSource::Env("X".into()));
+        assert_eq!(
+            "env:X".parse::<PinSource>().unwrap(),
+            PinSource::Env("X".into())
+        );
         assert_eq!(
             "file:/a".parse::<PinSource>().unwrap(),
             PinSource::File("/a".into())

@@ -41,7 +41,11 @@ pub struct StaticKeys {
 }
 
 /// Sends one command without secure messaging and checks for 9000.
-pub fn send_plain(t: &mut dyn Transport, cmd: &CommandApdu, what: &str) -> Result<ResponseApdu, Error> {
+pub fn send_plain(
+    t: &mut dyn Transport,
+    cmd: &CommandApdu,
+    what: &str,
+) -> Result<ResponseApdu, Error> {
     let resp = t.send(cmd)?;
     expect_ok(&resp, what)?;
     Ok(resp)
@@ -107,7 +111,7 @@ impl<'t> SecureChannel<'t> {
         iu: &InitializeUpdateResponse,
         level: SecurityLevel,
     ) -> Result<SecureChannel<'t>, Error> {
-        let key_len = keys.enc.key_type().map(|t| t.len()).unwrap_or(16);
+        let key_len = keys.enc.key_type().map(|t| t.byte_len()).unwrap_or(16);
         let mut enc = TokenPrf {
             session: token,
             key: keys.enc,
@@ -116,15 +120,23 @@ impl<'t> SecureChannel<'t> {
             session: token,
             key: keys.mac,
         };
-        let session_keys = scp03::derive_session_keys(&mut enc, &mut mac, key_len, &host_challenge, &iu.card_challenge)
-            .map_err(|e| Error::Authentication(format!("session keys: {e}")))?;
+        let session_keys = scp03::derive_session_keys(
+            &mut enc,
+            &mut mac,
+            key_len,
+            &host_challenge,
+            &iu.card_challenge,
+        )
+        .map_err(|e| Error::Authentication(format!("session keys: {e}")))?;
         let expected = scp03::card_cryptogram(&session_keys, &host_challenge, &iu.card_challenge);
         if !bool::from(expected.ct_eq(&iu.card_cryptogram)) {
             return Err(Error::Authentication(
-                "the card's cryptogram does not match: the token holds other keys than the card".into(),
+                "the card's cryptogram does not match: the token holds other keys than the card"
+                    .into(),
             ));
         }
-        let host_cryptogram = scp03::host_cryptogram(&session_keys, &host_challenge, &iu.card_challenge);
+        let host_cryptogram =
+            scp03::host_cryptogram(&session_keys, &host_challenge, &iu.card_challenge);
         let mut session = Session::host(session_keys, level);
         let cmd = session.external_authenticate(&host_cryptogram);
         let resp = transport.send(&cmd)?;

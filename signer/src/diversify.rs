@@ -43,14 +43,16 @@ pub fn derive_card_keys<'s, 'h>(
             "scheme {scheme} is not available for in-token derivation yet; use emv or visa2"
         )));
     }
-    if master.key_type() != Some(SecretKeyType::Des3TwoKey) && master.key_type() != Some(SecretKeyType::Des3ThreeKey)
+    if master.key_type() != Some(SecretKeyType::Des3TwoKey)
+        && master.key_type() != Some(SecretKeyType::Des3ThreeKey)
     {
         return Err(Error::Usage(format!(
             "scheme {scheme} needs a triple-DES master key"
         )));
     }
     let one = |role: KeyRole, usages: &[Usage]| {
-        let data = derivation_data(scheme, kdd, role).map_err(|e| Error::Usage(format!("{scheme}: {e}")))?;
+        let data = derivation_data(scheme, kdd, role)
+            .map_err(|e| Error::Usage(format!("{scheme}: {e}")))?;
         session
             .derive_by_encryption(master, &data, out, usages, purpose == Purpose::PutKey)
             .map_err(Error::from)

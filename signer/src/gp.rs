@@ -7,8 +7,8 @@ use crate::error::Error;
 use crate::transport::Transport;
 use gp_core::commands::put_key::{KeyComponent, KeyData, PutKey, PutKeyResponse, KEY_TYPE_AES};
 use gp_core::commands::{
-    get_status, parse_get_status_response_for, set_status, split_into_load_blocks, InstallForInstall,
-    InstallForLoad, LfdbBlock, LoadFile, RegistryEntry, GET_STATUS_TLV,
+    get_status, parse_get_status_response_for, set_status, split_into_load_blocks,
+    InstallForInstall, InstallForLoad, LfdbBlock, LoadFile, RegistryEntry, GET_STATUS_TLV,
 };
 use gp_core::diversify::Scheme;
 use gp_core::scp03::SecurityLevel;
@@ -66,13 +66,20 @@ pub fn personalise(
     let kdd = iu.kdd;
     let mut ch = SecureChannel::authenticate(t, token, transport, hc, &iu, management_level())?;
 
-    let new = derive_card_keys(token, master, scheme, &kdd, SecretKeyType::Aes128, Purpose::PutKey)?;
+    let new = derive_card_keys(
+        token,
+        master,
+        scheme,
+        &kdd,
+        SecretKeyType::Aes128,
+        Purpose::PutKey,
+    )?;
     let mut kcvs = [[0u8; 3]; 3];
     let mut keys = Vec::new();
     for (slot, key) in kcvs.iter_mut().zip([&new.enc, &new.mac, &new.dek]) {
         let kcv = token.kcv(key.handle())?;
         let wrapped = token.wrap_cbc_zero_iv(transport.dek, key.handle())?;
-        let clear_len = u8::try_from(SecretKeyType::Aes128.len()).unwrap_or(16);
+        let clear_len = u8::try_from(SecretKeyType::Aes128.byte_len()).unwrap_or(16);
         keys.push(KeyData {
             components: vec![KeyComponent {
                 key_type: KEY_TYPE_AES,
@@ -89,7 +96,8 @@ pub fn personalise(
     .to_apdu(old_kvn, 1)
     .map_err(|e| Error::Card(format!("PUT KEY: {e}")))?;
     let resp = ch.send_ok(&put_key, "PUT KEY")?;
-    let confirmed = PutKeyResponse::parse(&resp.data).map_err(|e| Error::Card(format!("PUT KEY response: {e}")))?;
+    let confirmed = PutKeyResponse::parse(&resp.data)
+        .map_err(|e| Error::Card(format!("PUT KEY response: {e}")))?;
     let expected: Vec<u8> = kcvs.concat();
     if confirmed.kvn != ISSUER_KVN || confirmed.check_values != expected {
         return Err(Error::Card(format!(
@@ -119,7 +127,14 @@ pub fn open_issuer_channel<'t, 's, 'h>(
 ) -> Result<(SecureChannel<'t>, [u8; 10]), Error> {
     channel::select(t, &ISD_AID)?;
     let (hc, iu) = channel::initialize_update(t, token, 0)?;
-    let keys = derive_card_keys(token, master, scheme, &iu.kdd, SecretKeyType::Aes128, Purpose::Channel)?;
+    let keys = derive_card_keys(
+        token,
+        master,
+        scheme,
+        &iu.kdd,
+        SecretKeyType::Aes128,
+        Purpose::Channel,
+    )?;
     let statics = StaticKeys {
         enc: keys.enc.handle(),
         mac: keys.mac.handle(),
@@ -154,14 +169,19 @@ pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result
         load_parameters: Vec::new(),
         load_token: Vec::new(),
     };
-    let cmd = for_load.to_apdu().map_err(|e| Error::Card(format!("INSTALL [for load]: {e}")))?;
+    let cmd = for_load
+        .to_apdu()
+        .map_err(|e| Error::Card(format!("INSTALL [for load]: {e}")))?;
     ch.send_ok(&cmd, "INSTALL [for load]")?;
     let load = LoadFile {
         dap_blocks: Vec::new(),
         lfdb: LfdbBlock::Plain(req.lfdb.clone()),
     };
-    let bytes = load.to_bytes().map_err(|e| Error::Card(format!("LOAD: {e}")))?;
-    let blocks = split_into_load_blocks(&bytes, LOAD_BLOCK).map_err(|e| Error::Card(format!("LOAD: {e}")))?;
+    let bytes = load
+        .to_bytes()
+        .map_err(|e| Error::Card(format!("LOAD: {e}")))?;
+    let blocks = split_into_load_blocks(&bytes, LOAD_BLOCK)
+        .map_err(|e| Error::Card(format!("LOAD: {e}")))?;
     for (n, block) in blocks.iter().enumerate() {
         ch.send_ok(block, &format!("LOAD block {n}"))?;
     }
@@ -215,7 +235,10 @@ pub fn registry(ch: &mut SecureChannel<'_>) -> Result<Vec<(u8, RegistryEntry)>, 
 pub fn describe_entry(p1: u8, e: &RegistryEntry) -> String {
     use gp_core::life_cycle::{self as lc};
     let (kind, state) = match p1 {
-        0x80 => ("ISD", lc::card_state_name(e.life_cycle).unwrap_or("?").to_string()),
+        0x80 => (
+            "ISD",
+            lc::card_state_name(e.life_cycle).unwrap_or("?").to_string(),
+        ),
         0x40 => {
             let sd = e.privileges.first().is_some_and(|p| p & 0x80 != 0);
             let base = match e.life_cycle & 0x7F {
@@ -224,10 +247,21 @@ pub fn describe_entry(p1: u8, e: &RegistryEntry) -> String {
                 lc::SD_PERSONALIZED if sd => "PERSONALIZED",
                 _ => "APPLICATION-SPECIFIC",
             };
-            let locked = if e.life_cycle & lc::APP_LOCKED != 0 { "+LOCKED" } else { "" };
+            let locked = if e.life_cycle & lc::APP_LOCKED != 0 {
+                "+LOCKED"
+            } else {
+                ""
+            };
             (if sd { "SSD" } else { "APP" }, format!("{base}{locked}"))
         }
-        _ => ("ELF", if e.life_cycle == lc::LOAD_FILE_LOADED { "LOADED".into() } else { "?".into() }),
+        _ => (
+            "ELF",
+            if e.life_cycle == lc::LOAD_FILE_LOADED {
+                "LOADED".into()
+            } else {
+                "?".into()
+            },
+        ),
     };
     let mut line = format!(
         "{kind:<4} {:<32} {state:<12} {:02X} privileges {}",

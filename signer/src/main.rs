@@ -182,7 +182,10 @@ fn run(cli: Cli) -> Result<(), Error> {
                 done.kvn, card.scheme
             );
             for (name, kcv) in ["ENC", "MAC", "DEK"].iter().zip(done.kcvs) {
-                println!("  {name} KCV     {} (AES-ECB(01*16) GPC B.6)", hex::encode_upper(kcv));
+                println!(
+                    "  {name} KCV     {} (AES-ECB(01*16) GPC B.6)",
+                    hex::encode_upper(kcv)
+                );
             }
             println!("card state    SECURED");
             Ok(())
@@ -198,8 +201,12 @@ fn run(cli: Cli) -> Result<(), Error> {
             };
             let mut t = connect(&card.card)?;
             with_master(&card, |session, master| {
-                let (mut ch, kdd) = gp::open_issuer_channel(t.as_mut(), session, master, card.scheme)?;
-                println!("secure channel SCP03 to the card domain of card {} (C-MAC, C-DEC)", hex::encode_upper(kdd));
+                let (mut ch, kdd) =
+                    gp::open_issuer_channel(t.as_mut(), session, master, card.scheme)?;
+                println!(
+                    "secure channel SCP03 to the card domain of card {} (C-MAC, C-DEC)",
+                    hex::encode_upper(kdd)
+                );
                 gp::load_and_install(&mut ch, &req)?;
                 println!(
                     "loaded        {} ({} bytes, {} {})",
@@ -219,7 +226,8 @@ fn run(cli: Cli) -> Result<(), Error> {
         } => {
             let mut t = connect(&card.card)?;
             with_master(&card, |session, master| {
-                let (mut ch, _) = gp::open_issuer_channel(t.as_mut(), session, master, card.scheme)?;
+                let (mut ch, _) =
+                    gp::open_issuer_channel(t.as_mut(), session, master, card.scheme)?;
                 for (p1, e) in gp::registry(&mut ch)? {
                     println!("{}", gp::describe_entry(p1, &e));
                 }

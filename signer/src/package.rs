@@ -68,7 +68,10 @@ pub fn parse_hash(name: &str) -> Result<HashAlg, Error> {
         "sha256" => Ok(HashAlg::Sha256),
         "sha384" => Ok(HashAlg::Sha384),
         "sha512" => Ok(HashAlg::Sha512),
-        other => Err(bad("hash", format!("'{other}' is not one of sha1, sha256, sha384, sha512"))),
+        other => Err(bad(
+            "hash",
+            format!("'{other}' is not one of sha1, sha256, sha384, sha512"),
+        )),
     }
 }
 
@@ -84,7 +87,11 @@ impl Package {
             version: VERSION,
             manifest: Manifest {
                 load_file_aid: hex::encode_upper(cap.package_aid()),
-                applets: cap.applets().iter().map(|a| hex::encode_upper(&a.aid)).collect(),
+                applets: cap
+                    .applets()
+                    .iter()
+                    .map(|a| hex::encode_upper(&a.aid))
+                    .collect(),
                 lfdb_policy: policy.to_string(),
                 hash: hash.to_string(),
                 lfdb_length: lfdb.len() as u64,
@@ -135,11 +142,18 @@ impl Package {
         };
         let len = std::fs::metadata(path).map_err(io)?.len();
         if len > MAX_PACKAGE_BYTES {
-            return Err(bad("file", format!("{len} bytes is larger than the {MAX_PACKAGE_BYTES}-byte limit")));
+            return Err(bad(
+                "file",
+                format!("{len} bytes is larger than the {MAX_PACKAGE_BYTES}-byte limit"),
+            ));
         }
         let bytes = std::fs::read(path).map_err(io)?;
-        let pkg: Package = serde_json::from_slice(&bytes)
-            .map_err(|e| bad("file", format!("line {} column {}: {e}", e.line(), e.column())))?;
+        let pkg: Package = serde_json::from_slice(&bytes).map_err(|e| {
+            bad(
+                "file",
+                format!("line {} column {}: {e}", e.line(), e.column()),
+            )
+        })?;
         pkg.check()?;
         Ok(pkg)
     }
@@ -147,10 +161,19 @@ impl Package {
     /// Re-checks the manifest against the LFDB it carries.
     pub fn check(&self) -> Result<(), Error> {
         if self.format != FORMAT {
-            return Err(bad("format", format!("'{}' is not '{FORMAT}'", self.format)));
+            return Err(bad(
+                "format",
+                format!("'{}' is not '{FORMAT}'", self.format),
+            ));
         }
         if self.version != VERSION {
-            return Err(bad("version", format!("{} is not understood (this signer reads {VERSION})", self.version)));
+            return Err(bad(
+                "version",
+                format!(
+                    "{} is not understood (this signer reads {VERSION})",
+                    self.version
+                ),
+            ));
         }
         let lfdb = self.lfdb_bytes()?;
         if lfdb.len() as u64 != self.manifest.lfdb_length {
@@ -159,16 +182,23 @@ impl Package {
         let alg = parse_hash(&self.manifest.hash)?;
         let expect = hex::encode_upper(lfdb_hash(alg, &lfdb));
         if !expect.eq_ignore_ascii_case(&self.manifest.lfdb_hash) {
-            return Err(bad("manifest.lfdb_hash", "does not match the LFDB: the package was altered"));
+            return Err(bad(
+                "manifest.lfdb_hash",
+                "does not match the LFDB: the package was altered",
+            ));
         }
         let aid = self.load_file_aid()?;
         if !(5..=16).contains(&aid.len()) {
             return Err(bad("manifest.load_file_aid", "an AID has 5 to 16 bytes"));
         }
         for (i, a) in self.manifest.applets.iter().enumerate() {
-            let b = hex::decode(a).map_err(|_| bad(&format!("manifest.applets[{i}]"), "not hex"))?;
+            let b =
+                hex::decode(a).map_err(|_| bad(&format!("manifest.applets[{i}]"), "not hex"))?;
             if !(5..=16).contains(&b.len()) {
-                return Err(bad(&format!("manifest.applets[{i}]"), "an AID has 5 to 16 bytes"));
+                return Err(bad(
+                    &format!("manifest.applets[{i}]"),
+                    "an AID has 5 to 16 bytes",
+                ));
             }
         }
         Ok(())
@@ -181,7 +211,8 @@ impl Package {
 
     /// The load file AID bytes.
     pub fn load_file_aid(&self) -> Result<Vec<u8>, Error> {
-        hex::decode(&self.manifest.load_file_aid).map_err(|_| bad("manifest.load_file_aid", "not hex"))
+        hex::decode(&self.manifest.load_file_aid)
+            .map_err(|_| bad("manifest.load_file_aid", "not hex"))
     }
 
     /// The LFDB hash bytes.

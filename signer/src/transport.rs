@@ -42,7 +42,8 @@ pub trait Transport {
     /// Sends a typed command and returns the typed response, following `61xx` and `6Cxx`.
     fn send(&mut self, cmd: &CommandApdu) -> Result<ResponseApdu, Error> {
         let mut raw = self.transmit_raw(&cmd.to_bytes())?;
-        let mut resp = ResponseApdu::parse(&raw).map_err(|e| Error::Card(format!("malformed response: {e}")))?;
+        let mut resp = ResponseApdu::parse(&raw)
+            .map_err(|e| Error::Card(format!("malformed response: {e}")))?;
         if resp.sw >> 8 == 0x6C {
             let mut again = cmd.clone();
             again.le = Some(match resp.sw & 0xFF {
@@ -50,7 +51,8 @@ pub trait Transport {
                 n => usize::from(n as u8),
             });
             raw = self.transmit_raw(&again.to_bytes())?;
-            resp = ResponseApdu::parse(&raw).map_err(|e| Error::Card(format!("malformed response: {e}")))?;
+            resp = ResponseApdu::parse(&raw)
+                .map_err(|e| Error::Card(format!("malformed response: {e}")))?;
         }
         let mut data = std::mem::take(&mut resp.data);
         let mut rounds = 0;
@@ -72,7 +74,8 @@ pub trait Transport {
                 le: Some(le),
             };
             raw = self.transmit_raw(&get.to_bytes())?;
-            resp = ResponseApdu::parse(&raw).map_err(|e| Error::Card(format!("malformed response: {e}")))?;
+            resp = ResponseApdu::parse(&raw)
+                .map_err(|e| Error::Card(format!("malformed response: {e}")))?;
             data.append(&mut resp.data);
         }
         resp.data = data;
@@ -88,7 +91,8 @@ pub struct SimTransport {
 impl SimTransport {
     /// Opens the image and powers the card on.
     pub fn open(path: &std::path::Path) -> Result<SimTransport, Error> {
-        let mut card = SimCard::open(path).map_err(|e| Error::Card(format!("{}: {e}", path.display())))?;
+        let mut card =
+            SimCard::open(path).map_err(|e| Error::Card(format!("{}: {e}", path.display())))?;
         card.power_on();
         Ok(SimTransport { card })
     }

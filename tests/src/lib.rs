@@ -51,7 +51,11 @@ impl SoftHsm {
             .arg(&self.pin)
             .output()
             .expect("softhsm2-util must be installed (./run test installs it)");
-        assert!(out.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "softhsm2-util: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// A command for one of the project's binaries, with this store's configuration and the PIN in
@@ -76,7 +80,8 @@ impl Default for SoftHsm {
 
 fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
-    let f = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
+    let f = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b));
     f.expect("/dev/urandom");
     u64::from_le_bytes(b)
 }
@@ -119,9 +124,17 @@ pub fn ok(cmd: &mut Command) -> String {
 /// Runs a command that must fail with one clear line on standard error, and returns that line.
 pub fn fails(cmd: &mut Command) -> String {
     let out = run(cmd);
-    assert!(!out.status.success(), "command should have failed: {:?}", cmd);
+    assert!(
+        !out.status.success(),
+        "command should have failed: {:?}",
+        cmd
+    );
     let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    assert_eq!(err.lines().count(), 1, "expected one error line, got: {err}");
+    assert_eq!(
+        err.lines().count(),
+        1,
+        "expected one error line, got: {err}"
+    );
     err
 }
 

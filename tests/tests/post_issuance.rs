@@ -23,7 +23,10 @@ fn issued_card() -> (SoftHsm, String) {
         .arg(&ledger)
         .args(["--pin-source", &pin_source()]));
     assert!(out.contains("isd-kmc"), "{out}");
-    assert!(out.contains("3DES-ECB(00*8)"), "KCV printed with its method: {out}");
+    assert!(
+        out.contains("3DES-ECB(00*8)"),
+        "KCV printed with its method: {out}"
+    );
     let verified = ok(hsm.tool("keyman").args(["ledger", "verify"]).arg(&ledger));
     assert!(verified.contains("chain intact"), "{verified}");
 
@@ -45,7 +48,11 @@ fn package(hsm: &SoftHsm) -> String {
     let cap = hsm.path("hello.cap");
     ok(hsm.tool("demo-cap").arg(&cap));
     let pkg = hsm.path("hello.pkg").display().to_string();
-    ok(hsm.tool("signer").arg("package").arg(&cap).args(["--out", &pkg, "--hash", "sha256"]));
+    ok(hsm
+        .tool("signer")
+        .arg("package")
+        .arg(&cap)
+        .args(["--out", &pkg, "--hash", "sha256"]));
     pkg
 }
 
@@ -66,7 +73,10 @@ fn registry(hsm: &SoftHsm, image: &str) -> String {
 fn ceremony_personalisation_and_post_issuance_load() {
     let (hsm, image) = issued_card();
     let before = registry(&hsm, &image);
-    assert!(before.contains("A000000151000000") && before.contains("SECURED"), "{before}");
+    assert!(
+        before.contains("A000000151000000") && before.contains("SECURED"),
+        "{before}"
+    );
     assert!(!before.contains(APPLET), "{before}");
 
     let pkg = package(&hsm);
@@ -87,7 +97,9 @@ fn ceremony_personalisation_and_post_issuance_load() {
         .unwrap_or_else(|| panic!("applet missing from registry:\n{after}"));
     assert!(app.contains("SELECTABLE"), "{app}");
     assert!(
-        after.lines().any(|l| l.starts_with("ELF") && l.contains(PACKAGE)),
+        after
+            .lines()
+            .any(|l| l.starts_with("ELF") && l.contains(PACKAGE)),
         "load file missing:\n{after}"
     );
 }
@@ -107,7 +119,10 @@ fn wrong_pin_stops_the_ceremony_with_one_line_and_creates_nothing() {
             .args(["--pin-source", &pin_source()]),
     );
     assert!(err.contains("wrong PIN for token 'issuer'"), "{err}");
-    assert!(!ledger.exists(), "no ledger is opened before the token accepts the PIN");
+    assert!(
+        !ledger.exists(),
+        "no ledger is opened before the token accepts the PIN"
+    );
     // Nothing was created: the same ceremony now runs with the right PIN (its labels are still free).
     ok(hsm
         .tool("keyman")
@@ -130,8 +145,14 @@ fn missing_token_is_one_clear_line() {
             .arg(hsm.path("l.jsonl"))
             .args(["--pin-source", &pin_source()]),
     );
-    assert!(err.contains("no token matches pkcs11:token=issuer"), "{err}");
-    assert!(err.contains("someone-else"), "lists the tokens present: {err}");
+    assert!(
+        err.contains("no token matches pkcs11:token=issuer"),
+        "{err}"
+    );
+    assert!(
+        err.contains("someone-else"),
+        "lists the tokens present: {err}"
+    );
 }
 
 #[test]

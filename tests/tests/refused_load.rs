@@ -17,7 +17,8 @@ struct Tamper<T: Transport> {
 impl<T: Transport> Transport for Tamper<T> {
     fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, signer::Error> {
         let mut apdu = apdu.to_vec();
-        if apdu.get(1) == Some(&0xE8) && apdu.get(3).copied() == self.load_block && apdu.len() > 10 {
+        if apdu.get(1) == Some(&0xE8) && apdu.get(3).copied() == self.load_block && apdu.len() > 10
+        {
             apdu[7] ^= 0x01;
         }
         self.inner.transmit_raw(&apdu)
@@ -31,7 +32,12 @@ fn demo_load_request(tamper_lfdb: bool) -> LoadRequest {
         "com/postissue/hello",
     )
     .unwrap();
-    let pkg = signer::package::Package::from_cap(&cap, signer::cap::LfdbPolicy::WithoutDescriptor, "sha256").unwrap();
+    let pkg = signer::package::Package::from_cap(
+        &cap,
+        signer::cap::LfdbPolicy::WithoutDescriptor,
+        "sha256",
+    )
+    .unwrap();
     let mut lfdb = pkg.lfdb_bytes().unwrap();
     if tamper_lfdb {
         let last = lfdb.len() - 1;
@@ -41,7 +47,12 @@ fn demo_load_request(tamper_lfdb: bool) -> LoadRequest {
         load_file_aid: pkg.load_file_aid().unwrap(),
         lfdb,
         lfdb_hash: pkg.lfdb_hash().unwrap(),
-        applets: pkg.applets().unwrap().into_iter().map(|a| (a.clone(), a)).collect(),
+        applets: pkg
+            .applets()
+            .unwrap()
+            .into_iter()
+            .map(|a| (a.clone(), a))
+            .collect(),
     }
 }
 
@@ -53,7 +64,10 @@ fn refused_loads_leave_the_registry_unchanged() {
     std::env::set_var(PIN_VAR, &store.pin);
     let hsm = Hsm::load(None).unwrap();
     let token = hsm
-        .open(&TokenUri::parse("issuer").unwrap(), &PinSource::Env(PIN_VAR.into()))
+        .open(
+            &TokenUri::parse("issuer").unwrap(),
+            &PinSource::Env(PIN_VAR.into()),
+        )
         .unwrap();
     let (master, _) = token
         .generate_secret(&SecretKeySpec {
@@ -65,7 +79,8 @@ fn refused_loads_leave_the_registry_unchanged() {
         })
         .unwrap();
     let image = store.path("card.img");
-    card_firmware::sim::SimCard::create(&image, &card_firmware::sim::FabProfile::default()).unwrap();
+    card_firmware::sim::SimCard::create(&image, &card_firmware::sim::FabProfile::default())
+        .unwrap();
     // Each step opens the image anew, as separate tool runs do.
     let open = || SimTransport::open(&image).unwrap();
     gp::personalise(&mut open(), &token, master, Scheme::Emv).unwrap();

@@ -2,7 +2,8 @@
 //!
 //! `card-sim new --image PATH [--scp 02|03] [--key HEX] [--kdd HEX]` makes a card as from the
 //! fab; `card-sim info --image PATH` prints its life cycle, KDD, key sets (KVN, type, KCV with
-//! its method — never key bytes) and registry.
+//! its method — never key bytes) and registry; `card-sim serve --image PATH --vpcd ADDR` plugs
+//! the card into pcscd through vsmartcard's vpcd.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,16 @@ enum Command {
         /// Key diversification data (10 bytes hex); default random.
         #[arg(long)]
         kdd: Option<String>,
+    },
+    /// Plug the card into pcscd through vsmartcard's vpcd driver (reconnects when pcscd
+    /// restarts; power off and reset are power loss).
+    Serve {
+        /// Image file.
+        #[arg(long)]
+        image: PathBuf,
+        /// vpcd address.
+        #[arg(long, default_value = card_firmware::vpcd::DEFAULT_ADDR)]
+        vpcd: String,
     },
     /// Print what the card holds (never key bytes).
     Info {
@@ -90,6 +101,12 @@ fn run(cli: Cli) -> Result<(), String> {
             let kdd = card.state().map(|s| hex(&s.kdd)).unwrap_or_default();
             println!("created {} (OP_READY, KDD {kdd})", image.display());
             Ok(())
+        }
+        Command::Serve { image, vpcd } => {
+            let mut card = SimCard::open(&image).map_err(|e| e.to_string())?;
+            eprintln!("card-sim: serving {} on vpcd {vpcd}", image.display());
+            card_firmware::vpcd::serve(&mut card, &vpcd, &mut |line| eprintln!("card-sim: {line}"))
+                .map_err(|e| e.to_string())
         }
         Command::Info { image } => {
             let card = SimCard::open(&image).map_err(|e| e.to_string())?;

@@ -19,8 +19,8 @@ use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use gp_core::kcv::KcvMethod;
 use secrecy::{ExposeSecret, SecretSlice};
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 pub use uri::TokenUri;
 
@@ -44,7 +44,7 @@ pub enum SecretKeyType {
 
 impl SecretKeyType {
     /// Key length in bytes.
-    pub fn len(self) -> usize {
+    pub fn byte_len(self) -> usize {
         match self {
             SecretKeyType::Des3TwoKey | SecretKeyType::Aes128 => 16,
             SecretKeyType::Des3ThreeKey | SecretKeyType::Aes192 => 24,
@@ -54,7 +54,10 @@ impl SecretKeyType {
 
     /// True for the triple-DES types.
     pub fn is_des(self) -> bool {
-        matches!(self, SecretKeyType::Des3TwoKey | SecretKeyType::Des3ThreeKey)
+        matches!(
+            self,
+            SecretKeyType::Des3TwoKey | SecretKeyType::Des3ThreeKey
+        )
     }
 
     fn ck_type(self) -> CkKeyType {
@@ -215,7 +218,6 @@ struct Inner {
     raw: OnceLock<Result<raw::RawModule, String>>,
 }
 
-
 /// Modules initialised in this process, by path.
 fn modules() -> &'static Mutex<HashMap<PathBuf, Hsm>> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Hsm>>> = OnceLock::new();
@@ -234,11 +236,13 @@ impl Hsm {
             reason,
         };
         if !path.exists() {
-            return Err(module_err("no such file (install softhsm2 or name the module with --module)".into()));
+            return Err(module_err(
+                "no such file (install softhsm2 or name the module with --module)".into(),
+            ));
         }
-        let mut loaded = modules()
-            .lock()
-            .map_err(|_| module_err("an earlier use of the module failed in this process".into()))?;
+        let mut loaded = modules().lock().map_err(|_| {
+            module_err("an earlier use of the module failed in this process".into())
+        })?;
         if let Some(hsm) = loaded.get(&path) {
             return Ok(hsm.clone());
         }
@@ -291,7 +295,10 @@ impl Hsm {
                     .manufacturer
                     .as_deref()
                     .is_none_or(|m| m == info.manufacturer_id().trim_end())
-                && uri.model.as_deref().is_none_or(|m| m == info.model().trim_end());
+                && uri
+                    .model
+                    .as_deref()
+                    .is_none_or(|m| m == info.model().trim_end());
             present.push(label.clone());
             if matches {
                 found.push((slot, label, serial));
@@ -335,7 +342,9 @@ impl Hsm {
                         }
                     }
                 }
-                cryptoki::error::Error::Pkcs11(RvError::PinLocked, _) => Error::PinLocked { token: label },
+                cryptoki::error::Error::Pkcs11(RvError::PinLocked, _) => {
+                    Error::PinLocked { token: label }
+                }
                 cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _) => {
                     return Ok(TokenSession {
                         hsm: self,
@@ -411,9 +420,10 @@ impl<'h> TokenSession<'h> {
 
     /// Handles of every object carrying `label`.
     pub fn objects_labelled(&self, label: &str) -> Result<Vec<ObjectHandle>, Error> {
-        Ok(self
-            .session
-            .find_objects(&[Attribute::Token(true), Attribute::Label(label.as_bytes().to_vec())])?)
+        Ok(self.session.find_objects(&[
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])?)
     }
 
     /// Handles of every token object carrying `id`.
@@ -497,7 +507,7 @@ impl<'h> TokenSession<'h> {
             Attribute::Modifiable(false),
         ];
         if !spec.key_type.is_des() {
-            template.push(Attribute::ValueLen((spec.key_type.len() as u64).into()));
+            template.push(Attribute::ValueLen((spec.key_type.byte_len() as u64).into()));
         }
         for u in Usage::ALL {
             template.push(u.attr(spec.usages.contains(&u)));
@@ -513,7 +523,11 @@ impl<'h> TokenSession<'h> {
             problems.push("label or ID".to_string());
         }
         if info.key_type != Some(spec.key_type) {
-            problems.push(format!("type {:?} instead of {}", info.key_type, spec.key_type.name()));
+            problems.push(format!(
+                "type {:?} instead of {}",
+                info.key_type,
+                spec.key_type.name()
+            ));
         }
         if !info.sensitive {
             problems.push("not sensitive".into());
@@ -604,7 +618,8 @@ impl<'h> TokenSession<'h> {
                 (Mechanism::AesEcb, vec![1u8; 16], KcvMethod::AesOnes)
             };
             let out = self.session.encrypt(&mech, key.handle, &block)?;
-            return first3(&out, method).ok_or_else(|| Error::Token("short encryption output".into()));
+            return first3(&out, method)
+                .ok_or_else(|| Error::Token("short encryption output".into()));
         }
         let method = if key_type.is_des() {
             KcvMethod::Des3Zeros
@@ -644,7 +659,13 @@ impl<'h> TokenSession<'h> {
         let id = self.session.generate_random_vec(16)?;
         template.push(Attribute::Id(id.clone()));
         let raw = self.hsm.inner.raw()?;
-        raw.derive_encrypt_data(self.session.handle(), mechanism, master.handle.handle(), data, &template)?;
+        raw.derive_encrypt_data(
+            self.session.handle(),
+            mechanism,
+            master.handle.handle(),
+            data,
+            &template,
+        )?;
         let found = self
             .session
             .find_objects(&[Attribute::Token(false), Attribute::Id(id)])?;
@@ -652,7 +673,9 @@ impl<'h> TokenSession<'h> {
             for h in found {
                 let _ = self.session.destroy_object(h);
             }
-            return Err(Error::Token("the derived key could not be found again".into()));
+            return Err(Error::Token(
+                "the derived key could not be found again".into(),
+            ));
         };
         Ok(DerivedKey {
             session: self,
@@ -663,7 +686,12 @@ impl<'h> TokenSession<'h> {
         })
     }
 
-    fn session_key_template(&self, out: SecretKeyType, usages: &[Usage], extractable: bool) -> Vec<Attribute> {
+    fn session_key_template(
+        &self,
+        out: SecretKeyType,
+        usages: &[Usage],
+        extractable: bool,
+    ) -> Vec<Attribute> {
         let mut template = vec![
             Attribute::Class(ObjectClass::SECRET_KEY),
             Attribute::KeyType(out.ck_type()),
@@ -673,7 +701,7 @@ impl<'h> TokenSession<'h> {
             Attribute::Extractable(extractable),
         ];
         if !out.is_des() {
-            template.push(Attribute::ValueLen((out.len() as u64).into()));
+            template.push(Attribute::ValueLen((out.byte_len() as u64).into()));
         }
         for u in Usage::ALL {
             template.push(u.attr(usages.contains(&u)));
@@ -689,10 +717,10 @@ impl<'h> TokenSession<'h> {
         key_type: SecretKeyType,
         usages: &[Usage],
     ) -> Result<DerivedKey<'s, 'h>, Error> {
-        if value.expose_secret().len() != key_type.len() {
+        if value.expose_secret().len() != key_type.byte_len() {
             return Err(Error::Key {
                 token: self.label.clone(),
-                problem: format!("a {} key needs {} bytes", key_type.name(), key_type.len()),
+                problem: format!("a {} key needs {} bytes", key_type.name(), key_type.byte_len()),
             });
         }
         let mut template = self.session_key_template(key_type, usages, false);

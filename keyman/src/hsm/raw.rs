@@ -23,9 +23,11 @@ use cryptoki_sys::{
 use std::path::Path;
 
 /// `CKM_DES3_ECB_ENCRYPT_DATA` from PKCS#11 2.40.
-pub(crate) const CKM_DES3_ECB_ENCRYPT_DATA: CK_MECHANISM_TYPE = cryptoki_sys::CKM_DES3_ECB_ENCRYPT_DATA;
+pub(crate) const CKM_DES3_ECB_ENCRYPT_DATA: CK_MECHANISM_TYPE =
+    cryptoki_sys::CKM_DES3_ECB_ENCRYPT_DATA;
 /// `CKM_AES_ECB_ENCRYPT_DATA` from PKCS#11 2.40.
-pub(crate) const CKM_AES_ECB_ENCRYPT_DATA: CK_MECHANISM_TYPE = cryptoki_sys::CKM_AES_ECB_ENCRYPT_DATA;
+pub(crate) const CKM_AES_ECB_ENCRYPT_DATA: CK_MECHANISM_TYPE =
+    cryptoki_sys::CKM_AES_ECB_ENCRYPT_DATA;
 
 /// A second view of an already loaded PKCS#11 module, for the calls `cryptoki` lacks.
 pub(crate) struct RawModule {

@@ -72,38 +72,53 @@ impl TokenUri {
                     }
                     continue;
                 }
-                "type" | "library-manufacturer" | "library-description" | "library-version" => continue,
+                "type" | "library-manufacturer" | "library-description" | "library-version" => {
+                    continue
+                }
                 "slot-id" | "slot-description" | "slot-manufacturer" => {
                     return Err(bad(format!(
                         "'{k}' names a slot; name the token by label or serial instead"
                     )))
                 }
-                "pin-value" => return Err(bad("a PIN may not be given in a URI; use --pin-source".into())),
+                "pin-value" => {
+                    return Err(bad(
+                        "a PIN may not be given in a URI; use --pin-source".into()
+                    ))
+                }
                 other => return Err(bad(format!("unknown attribute '{other}'"))),
             };
             if slot.replace(value()?).is_some() {
                 return Err(bad(format!("attribute '{k}' given twice")));
             }
         }
-        for attr in query.into_iter().flat_map(|q| q.split('&')).filter(|a| !a.is_empty()) {
+        for attr in query
+            .into_iter()
+            .flat_map(|q| q.split('&'))
+            .filter(|a| !a.is_empty())
+        {
             let (k, v) = attr
                 .split_once('=')
                 .ok_or_else(|| bad(format!("query attribute '{attr}' has no '='")))?;
             let raw = percent_decode(v).map_err(|e| bad(format!("query attribute '{k}': {e}")))?;
             match k {
                 "module-path" => {
-                    let s = String::from_utf8(raw).map_err(|_| bad("module-path is not UTF-8".into()))?;
+                    let s = String::from_utf8(raw)
+                        .map_err(|_| bad("module-path is not UTF-8".into()))?;
                     uri.module_path = Some(PathBuf::from(s));
                 }
                 "pin-value" | "pin-source" => {
-                    return Err(bad("a PIN may not be given in a URI; use --pin-source".into()))
+                    return Err(bad(
+                        "a PIN may not be given in a URI; use --pin-source".into()
+                    ))
                 }
                 "module-name" => {}
                 other => return Err(bad(format!("unknown query attribute '{other}'"))),
             }
         }
         if uri.token.is_none() && uri.serial.is_none() {
-            return Err(bad("name the token with 'token=' (label) and/or 'serial='".into()));
+            return Err(bad(
+                "name the token with 'token=' (label) and/or 'serial='".into()
+            ));
         }
         Ok(uri)
     }
@@ -166,7 +181,11 @@ impl fmt::Display for TokenUri {
         }
         write!(f, "pkcs11:{}", parts.join(";"))?;
         if let Some(m) = &self.module_path {
-            write!(f, "?module-path={}", percent_encode(m.to_string_lossy().as_bytes()))?;
+            write!(
+                f,
+                "?module-path={}",
+                percent_encode(m.to_string_lossy().as_bytes())
+            )?;
         }
         Ok(())
     }

@@ -1,0 +1,126 @@
+//! The simulator on the real PC/SC stack: `card-sim serve` plugged into pcscd through vsmartcard's
+//! vpcd, driven with the `pcsc` crate. Skips (with a message) when pcscd or the vpcd driver is not
+//! installed; starts its own pcscd when none is running and stops only that one.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic, missing_docs)]
+
+use std::ffi::CString;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gp_core::apdu::{CommandApdu, ResponseApdu};
+use gp_core::keys::AesKey;
+use gp_core::scp03;
+
+struct Guard(Option<Child>);
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn sw(r: &[u8]) -> u16 {
+    u16::from_be_bytes([r[r.len() - 2], r[r.len() - 1]])
+}
+
+fn transmit(card: &pcsc::Card, apdu: &[u8]) -> Vec<u8> {
+    let mut buf = [0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+    card.transmit(apdu, &mut buf).unwrap().to_vec()
+}
+
+#[test]
+fn card_sim_through_pcscd() {
+    let driver = Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so");
+    if !Path::new("/usr/sbin/pcscd").exists() || !driver.exists() {
+        eprintln!("skipped: pcscd or vsmartcard-vpcd not installed");
+        return;
+    }
+    let _pcscd = if Path::new("/run/pcscd/pcscd.comm").exists() {
+        Guard(None)
+    } else {
+        let child = Command::new("/usr/sbin/pcscd")
+            .arg("--foreground")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Guard(Some(child))
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("pcsc.img");
+    let bin = env!("CARGO_BIN_EXE_card-sim");
+    let status = Command::new(bin)
+        .args(["new", "--image", image.to_str().unwrap(), "--kdd", "00010203040506070809"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _sim = Guard(Some(
+        Command::new(bin)
+            .args(["serve", "--image", image.to_str().unwrap(), "--vpcd", "127.0.0.1:35963"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+
+    let reader = CString::new("Virtual PCD 00 00").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (ctx, mut card) = loop {
+        let attempt = pcsc::Context::establish(pcsc::Scope::User)
+            .and_then(|ctx| ctx.connect(&reader, pcsc::ShareMode::Shared, pcsc::Protocols::ANY).map(|c| (ctx, c)));
+        match attempt {
+            Ok(pair) => break pair,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            Err(e) => panic!("no card in the Virtual PCD reader: {e}"),
+        }
+    };
+    // The ATR advertises T=1.
+    let (_, protocol, atr) = {
+        let mut names = [0u8; 256];
+        let mut atr = [0u8; 64];
+        let s = card.status2(&mut names, &mut atr).unwrap();
+        (s.status(), s.protocol2(), s.atr().to_vec())
+    };
+    assert_eq!(protocol, Some(pcsc::Protocol::T1));
+    assert_eq!(atr, card_firmware::card::atr());
+
+    let r = transmit(&card, &[0x00, 0xA4, 0x04, 0x00, 0x08, 0xA0, 0, 0, 0x01, 0x51, 0, 0, 0, 0x00]);
+    assert_eq!(sw(&r), 0x9000);
+
+    // Authenticate with the transport key and audit over C-MAC + R-MAC.
+    let hc = [1, 2, 3, 4, 5, 6, 7, 8];
+    let mut iu = vec![0x80, 0x50, 0x00, 0x00, 0x08];
+    iu.extend_from_slice(&hc);
+    iu.push(0x00);
+    let r = transmit(&card, &iu);
+    assert_eq!(sw(&r), 0x9000);
+    let iur = scp03::InitializeUpdateResponse::parse(&r[..r.len() - 2]).unwrap();
+    let k = card_firmware::sim::DEFAULT_KEY;
+    let (mut enc, mut mac) = (AesKey::from_slice(&k).unwrap(), AesKey::from_slice(&k).unwrap());
+    let keys = scp03::derive_session_keys(&mut enc, &mut mac, 16, &hc, &iur.card_challenge).unwrap();
+    assert_eq!(scp03::card_cryptogram(&keys, &hc, &iur.card_challenge), iur.card_cryptogram);
+    let host = scp03::host_cryptogram(&keys, &hc, &iur.card_challenge);
+    let mut session = scp03::Session::host(keys, scp03::SecurityLevel::C_MAC_R_MAC);
+    let r = transmit(&card, &session.external_authenticate(&host).to_bytes());
+    assert_eq!(sw(&r), 0x9000);
+    let get_status = CommandApdu::new(0x80, 0xF2, 0x80, 0x02, vec![0x4F, 0x00], Some(256));
+    let r = transmit(&card, &session.wrap(&get_status).unwrap().to_bytes());
+    let resp = session.unwrap_response(&ResponseApdu::parse(&r).unwrap()).unwrap();
+    assert_eq!(resp.sw, 0x9000);
+    assert!(resp.data.windows(4).any(|w| w == [0x9F, 0x70, 0x01, 0x01]), "ISD OP_READY");
+
+    // A reset is power loss: the session is gone.
+    card.reconnect(pcsc::ShareMode::Shared, pcsc::Protocols::ANY, pcsc::Disposition::ResetCard)
+        .unwrap();
+    let r = transmit(&card, &session.wrap(&get_status).unwrap().to_bytes());
+    assert_eq!(sw(&r), 0x6982);
+    drop(card);
+    drop(ctx);
+}
