@@ -28,6 +28,7 @@ export POSTISSUE_DEMO_PIN
 so_pin=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
 step "a throwaway SoftHSM token labelled 'issuer'"
 softhsm2-util --init-token --free --label issuer --so-pin "$so_pin" --pin "$POSTISSUE_DEMO_PIN" >/dev/null
+softhsm2-util --init-token --free --label vendor --so-pin "$so_pin" --pin "$POSTISSUE_DEMO_PIN" >/dev/null
 softhsm2-util --show-slots | grep -E 'Label: +issuer' -B12 | grep -E 'Serial number|Label' | sed 's/^ */  /'
 
 step "key ceremony: ceremonies/issuer-master.ron"
@@ -57,5 +58,24 @@ step "post-issuance load over SCP03 with the card's ISD keys in the HSM"
 
 step "the card's registry, as GET STATUS returns it"
 "$bin/signer" card list --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
+
+step "the vendor's keys: ceremonies/vendor-keys.ron in its own token"
+"$bin/keyman" ceremony run ceremonies/vendor-keys.ron \
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl"
+
+step "a card's per-card keys, derived in the token: only their check values are shown"
+kdd=$("$bin/card-sim" info --image "$demo/card.img" | awk '/^KDD:/ {print $2}')
+"$bin/signer" keys derive --master "$master" --scheme emv --kdd "$kdd" --pin-source env:POSTISSUE_DEMO_PIN
+
+step "a vendor package with one DAP per card (keys derived in the vendor's token) and a ciphered LFDB"
+printf 'identity,kdd\ndemo-card,%s\n' "$kdd" >"$demo/cards.csv"
+"$bin/signer" package "$demo/hello.cap" --out "$demo/hello-vendor.pkg" \
+  --dap aes --dap-key "pkcs11:token=vendor;object=dap-master" --cards "$demo/cards.csv" --diversify aes \
+  --encrypt --cipher-key "pkcs11:token=vendor;object=lfdb-cipher" \
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl"
+"$bin/signer" inspect "$demo/hello-vendor.pkg"
+"$bin/signer" verify "$demo/hello-vendor.pkg" --dap-key "pkcs11:token=vendor;object=dap-master" \
+  --cipher-key "pkcs11:token=vendor;object=lfdb-cipher" --pin-source env:POSTISSUE_DEMO_PIN
+"$bin/keyman" ledger verify "$demo/vendor-ledger.jsonl"
 
 step "done: token, ledger, card image and package are in $demo"

@@ -34,34 +34,41 @@ pub fn atr() -> Vec<u8> {
     atr
 }
 
-/// What is currently selected on the basic logical channel.
+/// A personalisation session opened by INSTALL [for personalization].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Selected {
-    /// The card domain.
-    Isd,
-    /// An application (not executable on this card: SELECT refuses, so this is not reached yet).
-    Application(Aid),
+pub(crate) struct Perso {
+    /// The application STORE DATA is forwarded to.
+    pub app: Aid,
+    /// The block number the next STORE DATA must carry.
+    pub next_block: u16,
 }
 
 /// RAM-only state; lost on power loss or reset.
 #[derive(Debug)]
 pub(crate) struct Transient {
-    pub selected: Selected,
+    /// The security domain selected on the basic logical channel (the ISD after power on).
+    pub selected: Aid,
     pub channel: Channel,
     pub load: Option<LoadSession>,
     pub status: Option<StatusCursor>,
     /// Response bytes not yet fetched with GET RESPONSE, and the status word that ends them.
     pub pending: Option<(Vec<u8>, u16)>,
+    /// The personalisation session, if any.
+    pub perso: Option<Perso>,
+    /// The block number the ISD's own next STORE DATA must carry (GP 11.11.2.2).
+    pub store_next: u16,
 }
 
 impl Default for Transient {
     fn default() -> Self {
         Transient {
-            selected: Selected::Isd,
+            selected: ISD_AID,
             channel: Channel::None,
             load: None,
             status: None,
             pending: None,
+            perso: None,
+            store_next: 0,
         }
     }
 }
@@ -234,8 +241,13 @@ impl<S: Storage> Card<S> {
         if cmd.ins == 0xA4 && cmd.cla & 0x80 == 0 {
             return self.select(&cmd);
         }
-        if self.ram.selected != Selected::Isd {
-            return ResponseApdu::status(Sw::INS_NOT_SUPPORTED);
+        if cmd.ins == 0x70 && cmd.cla & 0x80 == 0 {
+            // MANAGE CHANNEL: the OPEN answers it (GP 2.3.1 §6.3) and supports the basic
+            // channel only; the selected application and its secure channel never see it.
+            return ResponseApdu::status(Sw::LOGICAL_CHANNEL_NOT_SUPPORTED);
+        }
+        if self.state.domain(&self.ram.selected).is_none() {
+            return self.application_command(&cmd);
         }
         match cmd.ins {
             0x50 => self.initialize_update(&cmd),
@@ -262,7 +274,7 @@ impl<S: Storage> Card<S> {
         if isd {
             // A new application session on the ISD: everything in RAM starts again.
             self.ram = Transient::default();
-            return ResponseApdu::new(self.fci(), Sw::NO_ERROR);
+            return ResponseApdu::new(self.fci(&ISD_AID), Sw::NO_ERROR);
         }
         let registered = self
             .state
@@ -270,29 +282,88 @@ impl<S: Storage> Card<S> {
             .applications
             .iter()
             .find(|a| a.aid.starts_with(wanted));
-        match registered {
-            // A locked card selects only the final application (the ISD).
-            Some(_) if lc == crate::lifecycle::CardLifeCycle::CardLocked => {
-                ResponseApdu::status(Sw::FILE_NOT_FOUND)
+        let Some(app) = registered else {
+            return ResponseApdu::status(Sw::FILE_NOT_FOUND);
+        };
+        // A locked card selects only the final application (the ISD); a locked or merely
+        // INSTALLED application is not selectable.
+        if lc == crate::lifecycle::CardLifeCycle::CardLocked || !app.life_cycle.is_selectable() {
+            return ResponseApdu::status(Sw::FILE_NOT_FOUND);
+        }
+        if app.domain.is_some() {
+            let aid = app.aid;
+            self.ram = Transient::default();
+            self.ram.selected = aid;
+            return ResponseApdu::new(self.fci(&aid), Sw::NO_ERROR);
+        }
+        if crate::app::applet_for(&app.module).is_some() {
+            let aid = app.aid;
+            self.ram = Transient::default();
+            self.ram.selected = aid;
+            return ResponseApdu::new(self.fci(&aid), Sw::NO_ERROR);
+        }
+        // The card does not execute loaded code: the selection fails and the current selection
+        // stays (ISO 7816-4), as a Java Card answers when an applet refuses selection.
+        ResponseApdu::status(Sw(0x6999))
+    }
+
+    /// A command for the selected built-in application, with its SD's services; committed like
+    /// every other command.
+    fn application_command(&mut self, cmd: &CommandApdu) -> ResponseApdu {
+        if gp_core::apdu::has_secure_messaging(cmd.cla) {
+            return ResponseApdu::status(Sw::SECURE_MESSAGING_NOT_SUPPORTED);
+        }
+        let aid = self.ram.selected;
+        let mut next = self.state.clone();
+        let Some(app) = next.registry.application(&aid) else {
+            return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
+        };
+        let Some(applet) = crate::app::applet_for(&app.module) else {
+            return ResponseApdu::status(Sw::INS_NOT_SUPPORTED);
+        };
+        if app.life_cycle.is_locked() || !next.life_cycle.allows_content_change() {
+            return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let mut data = app.app_data.clone();
+        let mut life_cycle = app.life_cycle.code();
+        let sd = app.associated_sd;
+        let result = {
+            let mut services = crate::app::Services {
+                state: &mut next,
+                sd,
+                app: aid,
+                dek: None,
+            };
+            crate::app::Applet::process(&applet, &mut data, &mut life_cycle, cmd, &mut services)
+        };
+        match result {
+            Ok(resp) => {
+                let Ok(lc) = crate::lifecycle::AppLifeCycle::from_code(life_cycle) else {
+                    return ResponseApdu::status(Sw::UNKNOWN);
+                };
+                if let Some(app) = next.registry.application_mut(&aid) {
+                    app.app_data = data;
+                    app.life_cycle = lc;
+                }
+                if next != self.state {
+                    if let Err(e) = self.commit(next) {
+                        return ResponseApdu::status(e.sw());
+                    }
+                }
+                resp
             }
-            Some(app) if !app.life_cycle.is_selectable() => {
-                ResponseApdu::status(Sw::FILE_NOT_FOUND)
-            }
-            // The card does not execute loaded code: the selection fails and the current
-            // selection stays (ISO 7816-4), as a Java Card answers when an applet refuses.
-            Some(_) => ResponseApdu::status(Sw(0x6999)),
-            None => ResponseApdu::status(Sw::FILE_NOT_FOUND),
+            Err(e) => ResponseApdu::status(e.sw()),
         }
     }
 
-    /// The ISD's FCI: `6F { 84 AID, A5 { 73 card data, 9F6E?, 9F65 max block } }`.
-    fn fci(&self) -> Vec<u8> {
+    /// A security domain's FCI: `6F { 84 AID, A5 { 9F65 maximum command data length } }`.
+    fn fci(&self, aid: &Aid) -> Vec<u8> {
         use gp_core::tlv::write_tlv;
         let mut a5 = Vec::new();
         // 9F65: maximum length of data field in a command message.
         write_tlv(&mut a5, 0x9F65, &[0xFF]);
         let mut inner = Vec::new();
-        write_tlv(&mut inner, 0x84, ISD_AID.as_bytes());
+        write_tlv(&mut inner, 0x84, aid.as_bytes());
         write_tlv(&mut inner, 0xA5, &a5);
         let mut out = Vec::new();
         write_tlv(&mut out, 0x6F, &inner);
@@ -302,19 +373,24 @@ impl<S: Storage> Card<S> {
     fn initialize_update(&mut self, cmd: &CommandApdu) -> ResponseApdu {
         self.ram.load = None;
         self.ram.status = None;
+        self.ram.store_next = 0;
         let mut next = self.state.clone();
         let mut channel = Channel::None;
-        let resp = match isd::initialize_update(&mut next, &mut channel, cmd) {
+        let sd = self.ram.selected;
+        let resp = match isd::initialize_update(&mut next, &mut channel, cmd, &sd) {
             Ok(resp) => resp,
             Err(e) => {
                 self.ram.channel = Channel::None;
                 return ResponseApdu::status(e.sw());
             }
         };
-        // The incremented sequence counter is durable before the challenge leaves the card.
-        if let Err(e) = self.commit(next) {
-            self.ram.channel = Channel::None;
-            return ResponseApdu::status(e.sw());
+        // The incremented sequence counter (or generator) is durable before the challenge
+        // leaves the card.
+        if next != self.state {
+            if let Err(e) = self.commit(next) {
+                self.ram.channel = Channel::None;
+                return ResponseApdu::status(e.sw());
+            }
         }
         self.ram.channel = channel;
         resp
@@ -327,17 +403,28 @@ impl<S: Storage> Card<S> {
         }
         // Step 1: count this attempt as failed, durably, before the cryptogram is looked at,
         // so cutting power during the check cannot buy unlimited guesses.
+        let sd = self.ram.selected;
         let mut next = self.state.clone();
-        next.isd.failed_auth = next.isd.failed_auth.saturating_add(1);
+        if let Some(domain) = next.domain_mut(&sd) {
+            domain.failed_auth = domain.failed_auth.saturating_add(1);
+        }
         if let Err(e) = self.commit(next) {
             self.ram.channel = Channel::None;
             return ResponseApdu::status(e.sw());
         }
         match self.ram.channel.external_authenticate(cmd) {
-            Ok(_) => {
-                // Step 2: success clears the count.
+            Ok(auth) => {
+                // Step 2: success clears the count; SCP02 counts the opened session
+                // (GPC E.1.2: the counter moves when the first C-MAC verifies).
                 let mut next = self.state.clone();
-                next.isd.failed_auth = 0;
+                if let Some(domain) = next.domain_mut(&sd) {
+                    domain.failed_auth = 0;
+                    if auth.scp == 0x02 {
+                        if let Some(set) = domain.set_mut(auth.kvn) {
+                            set.sequence_counter = set.sequence_counter.saturating_add(1);
+                        }
+                    }
+                }
                 if let Err(e) = self.commit(next) {
                     self.ram.channel = Channel::None;
                     return ResponseApdu::status(e.sw());
@@ -359,10 +446,12 @@ impl<S: Storage> Card<S> {
         let mut next = self.state.clone();
         let auth = self.ram.channel.auth();
         let result = {
+            let sd = self.ram.selected;
             let mut ctx = Ctx {
                 state: &mut next,
                 ram: &mut self.ram,
                 auth,
+                sd,
             };
             isd::handle(&mut ctx, &plain)
         };
@@ -394,6 +483,7 @@ mod tests {
             kvn: 0x30,
             key: [0x40; 16],
             kdd: [0; 10],
+            rng_seed: [3; 16],
         };
         Card::format(RamStorage::new(16 * 1024, 64), &fab).unwrap()
     }
@@ -423,7 +513,11 @@ mod tests {
         // Nothing pending any more.
         assert_eq!(card.process(&[0x00, 0xC0, 0x00, 0x00, 0x00]), [0x69, 0x85]);
         // Extended APDUs get everything at once.
-        let all = card.chain(ResponseApdu::new(long.clone(), Sw::NO_ERROR), Some(65536), true);
+        let all = card.chain(
+            ResponseApdu::new(long.clone(), Sw::NO_ERROR),
+            Some(65536),
+            true,
+        );
         assert_eq!(all.data, long);
     }
 }

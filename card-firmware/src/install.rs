@@ -11,12 +11,15 @@ use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::tlv::TlvReader;
 
 use crate::aid::{Aid, ISD_AID};
+use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
 use crate::isd::{ok, Ctx};
+use crate::keys::{DomainKeys, Key, KeySet, ScpConfig};
 use crate::lifecycle::AppLifeCycle;
 use crate::load::{install_for_load, Lv};
 use crate::privileges::Privileges;
 use crate::registry::Application;
+use crate::state::{SD_MODULE_AID, SD_PACKAGE_AID};
 use crate::Sw;
 
 /// Most applications the registry holds.
@@ -26,7 +29,7 @@ fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
 }
 
-/// INSTALL: route on P1.
+/// INSTALL: route on P1 (and P2 for the combined process).
 pub(crate) fn install(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     ctx.require_auth()?;
     ctx.require_content_change()?;
@@ -34,21 +37,85 @@ pub(crate) fn install(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
         // Segmented INSTALL data is not supported.
         return refuse(Sw::INCORRECT_P1P2);
     }
-    if !matches!(cmd.p2, 0x00) {
-        return refuse(Sw::INCORRECT_P1P2);
-    }
-    match cmd.p1 {
-        0x02 => install_for_load(ctx, cmd),
-        0x04 | 0x0C => {
-            ctx.ram.load = None;
-            install_for_install(ctx, cmd, cmd.p1 == 0x0C)
+    match (cmd.p1, cmd.p2) {
+        (0x02, 0x00) => install_for_load(ctx, cmd, false),
+        // INSTALL [for load, install and make selectable]: first and final command.
+        (0x0E, 0x01) => install_for_load(ctx, cmd, true),
+        (0x0E, 0x03) => {
+            let combined = ctx.ram.load.take();
+            install_for_install(ctx, cmd, true, combined)
         }
-        0x08 => {
+        (0x04 | 0x0C, 0x00) => {
+            ctx.ram.load = None;
+            install_for_install(ctx, cmd, cmd.p1 == 0x0C, None)
+        }
+        (0x08, 0x00) => {
             ctx.ram.load = None;
             make_selectable(ctx, cmd)
         }
+        (0x20, 0x00) => {
+            ctx.ram.load = None;
+            install_for_personalization(ctx, cmd)
+        }
+        (0x10, 0x00) => {
+            ctx.ram.load = None;
+            extradite(ctx, cmd)
+        }
+        (0x40, 0x00) => {
+            ctx.ram.load = None;
+            registry_update(ctx, cmd)
+        }
         _ => refuse(Sw::INCORRECT_P1P2),
     }
+}
+
+/// Privileges a supplementary security domain may be given here: Security Domain, DAP
+/// Verification, Delegated Management, Card Lock, Card Terminate, Mandated DAP Verification;
+/// Authorized Management; Ciphered Load File Data Block. (Token Management and Receipt
+/// Generation stay with the ISD.)
+pub(crate) const SSD_PRIVILEGES: [u8; 3] = [0xF9, 0x40, 0x40];
+/// Privileges an application may be given here: Card Lock, Card Terminate, Card Reset, CVM
+/// Management.
+pub(crate) const APP_PRIVILEGES: [u8; 3] = [0x1E, 0x00, 0x00];
+
+fn within(p: Privileges, allowed: [u8; 3]) -> bool {
+    p.0.iter().zip(allowed.iter()).all(|(p, a)| p & !a == 0)
+}
+
+/// The transport key (`40..4F`) a new security domain starts with, as the fab's ISD does; the
+/// provider replaces it through the domain's own secure channel.
+const TRANSPORT_KEY: [u8; 16] = [
+    0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F,
+];
+
+/// A new SSD's keys: SCP parameters from tag `81` (SCP id ‖ i) in its `C9` parameters (card
+/// convention; default: the ISD's protocol), and one transport key set.
+fn new_domain(params: &[u8], isd_scp: ScpConfig) -> Result<DomainKeys> {
+    let mut scp = isd_scp;
+    for t in TlvReader::new(params) {
+        let t = t.map_err(|_| bad())?;
+        if t.tag == 0x81 {
+            let [id, i] = <[u8; 2]>::try_from(t.value).map_err(|_| bad())?;
+            scp = ScpConfig { scp: id, i };
+        }
+    }
+    if !scp.supported() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    let mut keys = Vec::new();
+    for id in 1..=3u8 {
+        keys.push(Key::new(id, scp.key_type(), &TRANSPORT_KEY).ok_or_else(bad)?);
+    }
+    Ok(DomainKeys {
+        scp,
+        sets: alloc::vec![KeySet {
+            kvn: scp.transport_kvn(),
+            keys,
+            sequence_counter: 0,
+        }],
+        failed_auth: 0,
+        auth_limit: DomainKeys::DEFAULT_AUTH_LIMIT,
+    })
 }
 
 /// The install parameters field carries application parameters (`C9`) and may carry system
@@ -68,49 +135,126 @@ fn application_params(field: &[u8]) -> Result<Vec<u8>> {
     c9.ok_or_else(bad)
 }
 
+/// INSTALL [for install] (P1 `04`), [for install and make selectable] (`0C`), or the final
+/// INSTALL [for load, install and make selectable] (`0E`, P2 `03`) with the combined load
+/// session, whose checked load file enters the registry together with the application.
 fn install_for_install(
     ctx: &mut Ctx<'_>,
     cmd: &CommandApdu,
     selectable: bool,
+    combined: Option<crate::load::LoadSession>,
 ) -> Result<ResponseApdu> {
+    let is_final = cmd.p1 == 0x0E;
+    let authority = dm::authority(ctx)?;
     let mut lv = Lv(&cmd.data);
-    let elf = Aid::new(lv.short()?).ok_or_else(bad)?;
-    let module = Aid::new(lv.short()?).ok_or_else(bad)?;
+    let elf_field = lv.short()?;
+    let module_field = lv.short()?;
     let app_field = lv.short()?;
     let privileges = Privileges::from_install(lv.short()?).ok_or_else(bad)?;
-    let params = application_params(lv.ber()?)?;
-    let token = lv.short()?;
+    let raw_params = lv.ber()?;
+    let body = cmd
+        .data
+        .get(..cmd.data.len().saturating_sub(lv.0.len()))
+        .unwrap_or_default();
+    let token = lv.ber()?;
     lv.end()?;
+    let params = application_params(raw_params)?;
+    let mut token_input = Vec::new();
+    let mut token_id = dm::token_identifier(raw_params);
+    if is_final {
+        // The combined process: its load file, checked by the last LOAD.
+        let session = combined
+            .filter(|s| s.combined.is_some())
+            .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
+        let first = session.combined.as_deref().unwrap_or_default();
+        let load_file = session
+            .completed
+            .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
+        if !elf_field.is_empty() && elf_field != load_file.aid.as_bytes() {
+            return refuse(Sw::INCORRECT_DATA);
+        }
+        // Nothing may have taken its AIDs since the load began.
+        let registry = &ctx.state.registry;
+        if registry.aid_in_use(&load_file.aid)
+            || load_file.modules.iter().any(|m| registry.aid_in_use(m))
+        {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        token_input.extend_from_slice(first);
+        token_id = token_id.or(session.token_id);
+        ctx.state.registry.load_files.push(load_file);
+    }
+    let registry = &ctx.state.registry;
+    let elf = if is_final && elf_field.is_empty() {
+        registry.load_files.last().map(|f| f.aid).ok_or_else(bad)?
+    } else {
+        Aid::new(elf_field).ok_or_else(bad)?
+    };
+    let load_file = registry
+        .load_file(&elf)
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    let module = match (module_field, load_file.modules.as_slice()) {
+        // The module may be left out of the combined command when there is only one.
+        ([], [only]) if is_final => *only,
+        _ => Aid::new(module_field).ok_or_else(bad)?,
+    };
     let aid = if app_field.is_empty() {
         module
     } else {
         Aid::new(app_field).ok_or_else(bad)?
     };
-    if !token.is_empty() {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    let registry = &ctx.state.registry;
-    let load_file = registry
-        .load_file(&elf)
-        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
     if !load_file.modules.contains(&module) {
         return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
     }
-    if privileges.has(Privileges::SECURITY_DOMAIN) {
-        // Supplementary security domains arrive with issue 3.
-        return refuse(Sw::INCORRECT_DATA);
+    let is_sd_module = elf.as_bytes() == SD_PACKAGE_AID && module.as_bytes() == SD_MODULE_AID;
+    if !authority.is_issuer() {
+        if privileges.has(Privileges::SECURITY_DOMAIN) || is_sd_module {
+            // Security domains are created by the ISD only.
+            return refuse(Sw::INCORRECT_DATA);
+        }
+        // An SSD installs from its own load files, or from the built-in application packages.
+        let own = load_file.associated_sd == ctx.sd || crate::state::is_builtin_load_file(&elf);
+        if !own {
+            return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+        }
     }
-    // Privileges only the card domain may hold on this card.
-    if privileges.has(Privileges::FINAL_APPLICATION) || privileges.has(Privileges::GLOBAL_DELETE) {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    if aid == ISD_AID || registry.application(&aid).is_some() {
+    let domain = if privileges.has(Privileges::SECURITY_DOMAIN) {
+        if !is_sd_module || !within(privileges, SSD_PRIVILEGES) {
+            return refuse(Sw::INCORRECT_DATA);
+        }
+        let mandated = |p: Privileges| p.has(Privileges::MANDATED_DAP_VERIFICATION);
+        if mandated(privileges) && registry.applications.iter().any(|a| mandated(a.privileges)) {
+            // One mandated-DAP authority per card.
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        Some(new_domain(&params, ctx.state.isd.scp)?)
+    } else {
+        if is_sd_module || !within(privileges, APP_PRIVILEGES) {
+            return refuse(Sw::INCORRECT_DATA);
+        }
+        None
+    };
+    // GP 9.3.6: the instance AID is neither an application nor a load file (a module's AID it
+    // may be: that is the default instance AID).
+    if aid == ISD_AID || registry.application(&aid).is_some() || registry.load_file(&aid).is_some()
+    {
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
     if registry.applications.len() >= MAX_APPLICATIONS {
         return refuse(Sw::NOT_ENOUGH_MEMORY);
     }
-    let associated_sd = load_file.associated_sd;
+    // The ISD installs for the load file's domain; an SSD for itself.
+    let associated_sd = if authority.is_issuer() {
+        load_file.associated_sd
+    } else {
+        ctx.sd
+    };
+    token_input.extend_from_slice(&dm::token_input(cmd.p1, cmd.p2, body));
+    if authority == Authority::Delegated {
+        dm::verify_token(ctx.state, &token_input, token)?;
+    } else if !token.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
     ctx.state.registry.applications.push(Application {
         aid,
         load_file: elf,
@@ -123,33 +267,208 @@ fn install_for_install(
         privileges,
         associated_sd,
         install_params: params,
-        domain: None,
+        domain,
+        app_data: Vec::new(),
     });
+    if authority == Authority::Delegated {
+        // Install receipt (GP C.5.2), or the combined one (C.5.6) naming the load file's SD.
+        let mut fields = Vec::new();
+        dm::push_aid(&mut fields, &elf);
+        dm::push_aid(&mut fields, &aid);
+        if is_final {
+            dm::push_aid(&mut fields, &associated_sd);
+        }
+        return ok(dm::confirmation(ctx.state, token_id.as_deref(), &fields)?);
+    }
     ok(alloc::vec![0x00])
 }
 
-fn make_selectable(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
+/// INSTALL [for registry update] (GP 2.3.1 §11.5.2.3.6): change an application's privileges
+/// (within what this card grants; never the Security Domain privilege itself) and, when an SD AID
+/// is given, its associated SD as extradition does.
+fn registry_update(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     let mut lv = Lv(&cmd.data);
-    let empty1 = lv.short()?;
-    let empty2 = lv.short()?;
+    let sd = lv.short()?;
+    let empty = lv.short()?;
     let aid = Aid::new(lv.short()?).ok_or_else(bad)?;
-    let _privileges = lv.short()?;
+    let privileges = lv.short()?;
+    let _params = lv.ber()?;
+    let token = lv.short()?;
+    lv.end()?;
+    if !empty.is_empty() || !token.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    let new_sd = if sd.is_empty() {
+        None
+    } else {
+        let sd = Aid::new(sd).ok_or_else(bad)?;
+        let is_sd = sd == ISD_AID
+            || ctx
+                .state
+                .registry
+                .application(&sd)
+                .is_some_and(|a| a.domain.is_some() && !a.life_cycle.is_locked());
+        if !is_sd {
+            return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+        }
+        Some(sd)
+    };
+    let mandated_elsewhere = ctx
+        .state
+        .registry
+        .applications
+        .iter()
+        .any(|a| a.aid != aid && a.privileges.has(Privileges::MANDATED_DAP_VERIFICATION));
+    let app = ctx
+        .state
+        .registry
+        .application_mut(&aid)
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    let is_sd = app.domain.is_some();
+    if !privileges.is_empty() {
+        let p = Privileges::from_install(privileges).ok_or_else(bad)?;
+        let allowed = if is_sd {
+            SSD_PRIVILEGES
+        } else {
+            APP_PRIVILEGES
+        };
+        if p.has(Privileges::SECURITY_DOMAIN) != is_sd || !within(p, allowed) {
+            return refuse(Sw::INCORRECT_DATA);
+        }
+        if p.has(Privileges::MANDATED_DAP_VERIFICATION) && mandated_elsewhere {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        app.privileges = p;
+    }
+    if let Some(sd) = new_sd {
+        if is_sd && sd != ISD_AID {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        app.associated_sd = sd;
+    }
+    ok(alloc::vec![0x00])
+}
+
+/// INSTALL [for extradition] (GP 2.3.1 §11.5.2.3.3): associate an application with another
+/// security domain, which then personalises it and lends it its services.
+fn extradite(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
+    let mut lv = Lv(&cmd.data);
+    let sd = Aid::new(lv.short()?).ok_or_else(bad)?;
+    let empty1 = lv.short()?;
+    let aid = Aid::new(lv.short()?).ok_or_else(bad)?;
+    let empty2 = lv.short()?;
     let _params = lv.ber()?;
     let token = lv.short()?;
     lv.end()?;
     if !empty1.is_empty() || !empty2.is_empty() || !token.is_empty() {
         return refuse(Sw::INCORRECT_DATA);
     }
+    if sd != ISD_AID {
+        let target = ctx
+            .state
+            .registry
+            .application(&sd)
+            .filter(|a| a.domain.is_some())
+            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+        if target.life_cycle.is_locked() {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+    }
     let app = ctx
         .state
         .registry
         .application_mut(&aid)
         .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-    app.life_cycle = app.life_cycle.make_selectable()?;
+    if app.domain.is_some() && sd != ISD_AID {
+        // Security domains hang off the ISD only: no hierarchy, no cycles.
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    app.associated_sd = sd;
     ok(alloc::vec![0x00])
 }
 
-/// DELETE [card content] (tag `4F`).
+/// INSTALL [for personalization] (GP 2.3.1 §11.5.2.3.4): the selected SD will forward the
+/// following STORE DATA commands to one of its associated applications, which must be one the
+/// card executes.
+fn install_for_personalization(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
+    let mut lv = Lv(&cmd.data);
+    let empty1 = lv.short()?;
+    let empty2 = lv.short()?;
+    let aid = Aid::new(lv.short()?).ok_or_else(bad)?;
+    let empty3 = lv.short()?;
+    let empty4 = lv.ber()?;
+    let empty5 = lv.short()?;
+    lv.end()?;
+    if [empty1, empty2, empty3, empty4, empty5]
+        .iter()
+        .any(|f| !f.is_empty())
+    {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    let app = ctx
+        .state
+        .registry
+        .application(&aid)
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    if app.associated_sd != ctx.sd {
+        return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+    }
+    if crate::app::applet_for(&app.module).is_none() || app.life_cycle.is_locked() {
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    ctx.ram.perso = Some(crate::card::Perso {
+        app: aid,
+        next_block: 0,
+    });
+    ok(alloc::vec![0x00])
+}
+
+fn make_selectable(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
+    let authority = dm::authority(ctx)?;
+    let mut lv = Lv(&cmd.data);
+    let empty1 = lv.short()?;
+    let empty2 = lv.short()?;
+    let aid = Aid::new(lv.short()?).ok_or_else(bad)?;
+    let _privileges = lv.short()?;
+    let params = lv.ber()?;
+    let body = cmd
+        .data
+        .get(..cmd.data.len().saturating_sub(lv.0.len()))
+        .unwrap_or_default();
+    let token = lv.ber()?;
+    lv.end()?;
+    if !empty1.is_empty() || !empty2.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    let sd = ctx.sd;
+    let app = ctx
+        .state
+        .registry
+        .application_mut(&aid)
+        .filter(|a| authority.is_issuer() || a.associated_sd == sd)
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    app.life_cycle = app.life_cycle.make_selectable()?;
+    let elf = app.load_file;
+    if authority == Authority::Delegated {
+        dm::verify_token(ctx.state, &dm::token_input(cmd.p1, cmd.p2, body), token)?;
+        // Make selectable receipt (GP C.5.2).
+        let mut fields = Vec::new();
+        dm::push_aid(&mut fields, &elf);
+        dm::push_aid(&mut fields, &aid);
+        return ok(dm::confirmation(
+            ctx.state,
+            dm::token_identifier(params).as_deref(),
+            &fields,
+        )?);
+    }
+    if !token.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    ok(alloc::vec![0x00])
+}
+
+/// DELETE (GP 2.3.1 §11.2): card content (tag `4F`, with `B6`/`9E` for delegated management)
+/// or keys of the selected domain (`D0` key identifier and/or `D2` key version number).
 pub(crate) fn delete(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     ctx.require_auth()?;
     ctx.require_content_change()?;
@@ -158,49 +477,129 @@ pub(crate) fn delete(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApd
     }
     let related = cmd.p2 & 0x80 != 0;
     let mut aid: Option<Aid> = None;
-    for t in TlvReader::new(&cmd.data) {
+    let mut key_id: Option<u8> = None;
+    let mut kvn: Option<u8> = None;
+    let mut crt: Option<&[u8]> = None;
+    let mut token: Option<&[u8]> = None;
+    // The data a delete token signs: everything before tag `9E`, which must come last.
+    let mut body_len = 0;
+    let mut reader = TlvReader::new(&cmd.data);
+    while let Some(t) = reader.next() {
         let t = t.map_err(|_| bad())?;
         match t.tag {
-            0x4F if aid.is_none() => aid = Some(Aid::new(t.value).ok_or_else(bad)?),
-            // Deleting keys is not offered: the card domain's keys are replaced, not removed.
-            0xD0 | 0xD2 => return refuse(Sw::CONDITIONS_NOT_SATISFIED),
-            0xB6 | 0x9E => return refuse(Sw::INCORRECT_DATA),
+            0x4F if aid.is_none() && token.is_none() => {
+                aid = Some(Aid::new(t.value).ok_or_else(bad)?)
+            }
+            0xB6 if crt.is_none() && token.is_none() => crt = Some(t.value),
+            0x9E if token.is_none() => token = Some(t.value),
+            0xD0 if key_id.is_none() => {
+                let [id] = <[u8; 1]>::try_from(t.value).map_err(|_| bad())?;
+                key_id = Some(id);
+            }
+            0xD2 if kvn.is_none() => {
+                let [v] = <[u8; 1]>::try_from(t.value).map_err(|_| bad())?;
+                kvn = Some(v);
+            }
             _ => return refuse(Sw::INCORRECT_DATA),
         }
+        if t.tag != 0x9E {
+            body_len = cmd.data.len().saturating_sub(reader.remaining().len());
+        }
     }
-    let aid = aid.ok_or_else(bad)?;
+    let keys = key_id.is_some() || kvn.is_some();
+    match aid {
+        Some(_) if keys => refuse(Sw::INCORRECT_DATA),
+        None if keys => {
+            if related || crt.is_some() || token.is_some() {
+                return refuse(Sw::INCORRECT_DATA);
+            }
+            crate::putkey::delete_keys(ctx, key_id, kvn)
+        }
+        None => refuse(Sw::INCORRECT_DATA),
+        Some(aid) => {
+            let body = cmd.data.get(..body_len).unwrap_or_default();
+            delete_content(ctx, cmd, aid, related, crt, token, body)
+        }
+    }
+}
+
+fn delete_content(
+    ctx: &mut Ctx<'_>,
+    cmd: &CommandApdu,
+    aid: Aid,
+    related: bool,
+    crt: Option<&[u8]>,
+    token: Option<&[u8]>,
+    body: &[u8],
+) -> Result<ResponseApdu> {
+    let authority = dm::authority(ctx)?;
+    let sd = ctx.sd;
     let registry = &mut ctx.state.registry;
-    if let Some(pos) = registry.applications.iter().position(|a| a.aid == aid) {
-        // An SD with associated applications cannot go first.
-        if registry.applications.iter().any(|a| a.associated_sd == aid) {
+    // An SSD deletes only what is associated with it; the rest it does not see.
+    let own = |a: &Aid| authority.is_issuer() || *a == sd;
+    if let Some(pos) = registry
+        .applications
+        .iter()
+        .position(|a| a.aid == aid && own(&a.associated_sd))
+    {
+        // An SD with associated applications or load files cannot go first.
+        if registry.applications.iter().any(|a| a.associated_sd == aid)
+            || registry.load_files.iter().any(|f| f.associated_sd == aid)
+        {
             return refuse(Sw::CONDITIONS_NOT_SATISFIED);
         }
         registry.applications.remove(pos);
-        return ok(alloc::vec![0x00]);
-    }
-    let Some(pos) = registry.load_files.iter().position(|f| f.aid == aid) else {
-        return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
-    };
-    if aid.as_bytes() == crate::state::SD_PACKAGE_AID {
-        // Load files in immutable memory cannot be deleted.
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    let dependants = registry.applications.iter().any(|a| a.load_file == aid);
-    if dependants && !related {
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    if related
-        && registry.applications.iter().any(|a| {
-            a.load_file == aid
-                && registry
+    } else {
+        let Some(pos) = registry
+            .load_files
+            .iter()
+            .position(|f| f.aid == aid && own(&f.associated_sd))
+        else {
+            return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+        };
+        if crate::state::is_builtin_load_file(&aid) {
+            // Load files in immutable memory cannot be deleted.
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let dependants: Vec<&Application> = registry
+            .applications
+            .iter()
+            .filter(|a| a.load_file == aid)
+            .collect();
+        if !dependants.is_empty() && !related {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let blocked = dependants.iter().any(|a| {
+            !own(&a.associated_sd)
+                || registry
                     .applications
                     .iter()
                     .any(|b| b.associated_sd == a.aid)
-        })
-    {
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        });
+        if blocked {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        registry.applications.retain(|a| a.load_file != aid);
+        registry.load_files.remove(pos);
     }
-    registry.applications.retain(|a| a.load_file != aid);
-    registry.load_files.remove(pos);
+    if authority == Authority::Delegated {
+        let token = token.ok_or(Error::Refused(Sw::SECURITY_STATUS_NOT_SATISFIED))?;
+        dm::verify_token(ctx.state, &dm::token_input(cmd.p1, cmd.p2, body), token)?;
+        // Delete receipt (GP C.5.5).
+        let mut fields = Vec::new();
+        dm::push_aid(&mut fields, &aid);
+        let mut b6 = Vec::new();
+        if let Some(crt) = crt {
+            gp_core::tlv::write_tlv(&mut b6, 0xB6, crt);
+        }
+        return ok(dm::confirmation(
+            ctx.state,
+            dm::token_identifier(&b6).as_deref(),
+            &fields,
+        )?);
+    }
+    if token.is_some() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
     ok(alloc::vec![0x00])
 }

@@ -20,31 +20,58 @@ pub enum KeyType {
     Des3,
     /// `88`: AES-128/192/256.
     Aes,
+    /// `A1`/`A0`: RSA public key (DAP verification); stored as `len(2) ‖ modulus ‖ exponent`.
+    RsaPublic,
+    /// `B0` with parameter reference `00`: ECC P-256 public key (DAP verification); stored as
+    /// the 65-byte uncompressed point.
+    EcP256Public,
 }
 
+/// Largest RSA modulus stored, in bytes (4096 bits).
+const MAX_RSA_MODULUS: usize = 512;
+
 impl KeyType {
-    /// GP key type byte.
+    /// GP key type byte (for RSA the modulus component's).
     pub fn code(self) -> u8 {
         match self {
             KeyType::Des3 => 0x80,
             KeyType::Aes => 0x88,
+            KeyType::RsaPublic => 0xA1,
+            KeyType::EcP256Public => 0xB0,
         }
     }
-    /// Parse a GP key type byte this card supports.
+    /// Parse a key type byte as [`KeyType::code`] writes it.
     pub fn from_code(code: u8) -> Option<KeyType> {
         match code {
             0x80 => Some(KeyType::Des3),
             0x88 => Some(KeyType::Aes),
+            0xA1 => Some(KeyType::RsaPublic),
+            0xB0 => Some(KeyType::EcP256Public),
             _ => None,
         }
     }
-    /// Whether `len` is a valid key length for this type.
-    pub fn valid_len(self, len: usize) -> bool {
+    /// Whether `value` is a well-formed stored value for this type.
+    pub fn valid_value(self, value: &[u8]) -> bool {
         match self {
-            KeyType::Des3 => len == 16,
-            KeyType::Aes => matches!(len, 16 | 24 | 32),
+            KeyType::Des3 => value.len() == 16,
+            KeyType::Aes => matches!(value.len(), 16 | 24 | 32),
+            KeyType::RsaPublic => split_rsa(value).is_some(),
+            KeyType::EcP256Public => value.len() == 65 && value.first() == Some(&0x04),
         }
     }
+    /// Whether the key is secret (symmetric): secret keys arrive encrypted and have a KCV.
+    pub fn is_secret(self) -> bool {
+        matches!(self, KeyType::Des3 | KeyType::Aes)
+    }
+}
+
+/// `len(2) ‖ modulus ‖ exponent` → (modulus, exponent), checking sizes.
+fn split_rsa(value: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (len, rest) = value.split_at_checked(2)?;
+    let n = usize::from(u16::from_be_bytes(<[u8; 2]>::try_from(len).ok()?));
+    let (modulus, exponent) = rest.split_at_checked(n)?;
+    let ok = (64..=MAX_RSA_MODULUS).contains(&n) && (1..=8).contains(&exponent.len());
+    ok.then_some((modulus, exponent))
 }
 
 /// One secret key.
@@ -58,17 +85,45 @@ pub struct Key {
 }
 
 impl Key {
-    /// A key from its clear value; `None` if the length does not suit the type.
+    /// A key from its clear value; `None` if the value does not suit the type.
     pub fn new(id: u8, key_type: KeyType, value: &[u8]) -> Option<Key> {
-        key_type.valid_len(value.len()).then(|| Key {
+        key_type.valid_value(value).then(|| Key {
             id,
             key_type,
             value: Zeroizing::new(value.to_vec()),
         })
     }
+    /// An RSA public key from its modulus and exponent.
+    pub fn rsa_public(id: u8, modulus: &[u8], exponent: &[u8]) -> Option<Key> {
+        let len = u16::try_from(modulus.len()).ok()?;
+        let mut value = Vec::with_capacity(2 + modulus.len() + exponent.len());
+        value.extend_from_slice(&len.to_be_bytes());
+        value.extend_from_slice(modulus);
+        value.extend_from_slice(exponent);
+        Key::new(id, KeyType::RsaPublic, &value)
+    }
     /// The clear value, for on-card cryptography only.
     pub(crate) fn value(&self) -> &[u8] {
         &self.value
+    }
+    /// Modulus and exponent of an RSA public key.
+    pub(crate) fn rsa_parts(&self) -> Option<(&[u8], &[u8])> {
+        (self.key_type == KeyType::RsaPublic)
+            .then(|| split_rsa(&self.value))
+            .flatten()
+    }
+    /// The key information data of GET DATA `E0` (GP Table 11-28, basic format): key type and
+    /// length pairs per component.
+    pub fn info_components(&self) -> Vec<u8> {
+        let short = |n: usize| u8::try_from(n).unwrap_or(0);
+        match (self.key_type, self.rsa_parts()) {
+            (KeyType::RsaPublic, Some((n, e))) => {
+                alloc::vec![0xA1, short(n.len()), 0xA0, short(e.len())]
+            }
+            // P-256 public point without the 04 prefix, and parameter reference 00.
+            (KeyType::EcP256Public, _) => alloc::vec![0xB0, 0x40, 0xF0, 0x00],
+            (t, _) => alloc::vec![t.code(), short(self.len())],
+        }
     }
     /// Key length in bytes (public information, reported in key information templates).
     pub fn len(&self) -> usize {
@@ -76,22 +131,24 @@ impl Key {
     }
     /// The key check value and its method (public information: GET DATA, `card-sim info`):
     /// AES per GPC B.6 over 01×16, 3DES over 00×8.
-    pub fn kcv(&self) -> ([u8; 3], gp_core::kcv::KcvMethod) {
+    /// Public keys have none.
+    pub fn kcv(&self) -> Option<([u8; 3], gp_core::kcv::KcvMethod)> {
         use gp_core::kcv::{kcv_aes, kcv_des3, KcvMethod};
         use gp_core::keys::{AesKey, Des3Key};
         match self.key_type {
-            KeyType::Aes => (
+            KeyType::Aes => Some((
                 AesKey::from_slice(&self.value)
                     .map(|k| kcv_aes(&k))
                     .unwrap_or_default(),
                 KcvMethod::AesOnes,
-            ),
-            KeyType::Des3 => (
+            )),
+            KeyType::Des3 => Some((
                 Des3Key::from_slice(&self.value)
                     .map(|k| kcv_des3(&k))
                     .unwrap_or_default(),
                 KcvMethod::Des3Zeros,
-            ),
+            )),
+            KeyType::RsaPublic | KeyType::EcP256Public => None,
         }
     }
     /// Always false: a stored key has a value.
@@ -170,6 +227,12 @@ impl Persist for KeySet {
     }
 }
 
+/// Key version number of a security domain's DAP verification key (GP-FACTS: `73`), key id 1.
+pub const DAP_KVN: u8 = 0x73;
+/// Key version number of a security domain's load file decryption key, key id 1. GP 2.3.1
+/// C.1.3 only asks for "an unambiguously identified" key; this card names it KVN `74`.
+pub const LFDB_KVN: u8 = 0x74;
+
 /// Secure channel protocol a domain runs, with its `i` parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScpConfig {
@@ -177,6 +240,37 @@ pub struct ScpConfig {
     pub scp: u8,
     /// The `i` parameter (`70` for SCP03 pseudo-random challenges, `55`/`15` for SCP02).
     pub i: u8,
+}
+
+impl ScpConfig {
+    /// Whether the card implements this protocol and `i`: SCP03 with `i` made of the
+    /// pseudo-random (`10`), R-MAC (`20`) and R-ENC (`40`, only with R-MAC) bits; SCP02 with
+    /// `i` = `15` or `55`.
+    pub fn supported(self) -> bool {
+        match self.scp {
+            0x03 => self.i & !0x70 == 0 && (self.i & 0x40 == 0 || self.i & 0x20 != 0),
+            0x02 => matches!(self.i, 0x15 | 0x55),
+            _ => false,
+        }
+    }
+
+    /// Key version number of the transport key set a new domain of this protocol starts with.
+    pub fn transport_kvn(self) -> u8 {
+        if self.scp == 0x02 {
+            0x20
+        } else {
+            0x30
+        }
+    }
+
+    /// Key type of this protocol's secure channel keys.
+    pub fn key_type(self) -> KeyType {
+        if self.scp == 0x02 {
+            KeyType::Des3
+        } else {
+            KeyType::Aes
+        }
+    }
 }
 
 impl Persist for ScpConfig {

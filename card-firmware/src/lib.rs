@@ -1,24 +1,28 @@
 //! The Postissue reference card: a GlobalPlatform 2.3.1 card OS core.
 //!
-//! The card every package is proved against: an issuer security domain (card domain) with
-//! SCP03 secure channels, key management, the registry and life cycles, loading and installing
-//! applications, on storage that survives power loss at any write. `no_std` + `alloc`; the `std`
+//! The card every package is proved against: an issuer security domain (card domain) and
+//! supplementary security domains with SCP02/SCP03 secure channels, key management, the registry
+//! and life cycles, loading verified by security domains (DAP, ciphered load files) and
+//! installing applications, on storage that survives power loss at any write. `no_std` + `alloc`; the `std`
 //! feature adds file-backed storage and the `sim` simulator the host tools drive.
 //!
 //! Layout: [`storage`] (medium + journal), [`codec`] and [`state`] (what is persisted),
 //! [`registry`], [`lifecycle`], [`privileges`], [`keys`], [`cap`] (load file parsing),
 //! `channel` (secure channel), `isd` (card domain commands), `putkey`, `load`, `install`,
-//! `status`, and [`card`] (power, dispatch, commit).
+//! `status`, [`app`] (the application API) and [`purse`] (a built-in application), and [`card`]
+//! (power, dispatch, commit).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
 pub mod aid;
+pub mod app;
 pub mod cap;
 pub mod card;
 mod channel;
 pub mod codec;
+mod dm;
 pub mod error;
 mod install;
 mod isd;
@@ -26,6 +30,7 @@ pub mod keys;
 pub mod lifecycle;
 mod load;
 pub mod privileges;
+pub mod purse;
 mod putkey;
 pub mod registry;
 #[cfg(feature = "std")]

@@ -3,8 +3,11 @@
 //! The load session lives in RAM: blocks must arrive in order (P2 = block number, P1 `80` on the
 //! last); nothing is written until the last block has been checked, so a refused, interrupted or
 //! abandoned load leaves nothing behind. On the last block the load file is parsed (`E2` DAP
-//! blocks, then `C4` LFDB), the LFDB hash from INSTALL [for load] is checked, the CAP components
-//! are decoded and the executable load file with its modules enters the registry.
+//! blocks, then `C4` LFDB or `D3`/`D4` ciphered LFDB); the associated security domain decrypts a
+//! ciphered LFDB with its key (KVN `74`); the LFDB hash from INSTALL [for load] is checked; every
+//! DAP authority (the associated SD with DAP Verification, any SD with Mandated DAP
+//! Verification) verifies its DAP with its key (KVN `73`); the CAP components are decoded and the
+//! executable load file with its modules enters the registry.
 
 use alloc::vec::Vec;
 
@@ -12,11 +15,18 @@ use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::tlv::TlvReader;
 use sha2::Digest;
 
+use gp_core::dap::{self, HashAlg, SymmetricKeyKind};
+use gp_core::keys::{AesKey, Des3Key};
+
 use crate::aid::{Aid, ISD_AID};
 use crate::cap;
+use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
 use crate::isd::{ok, Ctx};
+use crate::keys::{Key, KeyType, DAP_KVN, LFDB_KVN};
+use crate::privileges::Privileges;
 use crate::registry::LoadFile;
+use crate::state::CardState;
 use crate::Sw;
 
 /// Largest load file the card accepts (it is buffered in RAM until the last block).
@@ -30,6 +40,16 @@ pub(crate) struct LoadSession {
     pub lfdb_hash: Vec<u8>,
     pub next_block: u16,
     pub data: Vec<u8>,
+    /// Who loads: the ISD, or an SSD with Authorized or Delegated Management.
+    pub authority: Authority,
+    /// The token identifier (`B6 { 93 }` in the load parameters), for the receipt.
+    pub token_id: Option<Vec<u8>>,
+    /// The combined [for load, install and make selectable] process: the first command's token
+    /// input (the final INSTALL's token signs it too).
+    pub combined: Option<Vec<u8>>,
+    /// Combined process: the checked load file, waiting for the final INSTALL to enter the
+    /// registry together with its application.
+    pub completed: Option<LoadFile>,
 }
 
 fn bad() -> Error {
@@ -47,9 +67,12 @@ impl<'a> Lv<'a> {
         self.0 = rest;
         Ok(v)
     }
-    /// A field with a BER length (`81 xx`, `82 xx xx`).
+    /// A field with a BER length (`81 xx`, `82 xx xx`; GP also allows 128 as a lone `80`).
     pub fn ber(&mut self) -> Result<&'a [u8]> {
-        let (n, rest) = gp_core::tlv::read_len(self.0).map_err(|_| bad())?;
+        let (n, rest) = match self.0.split_first() {
+            Some((0x80, rest)) => (0x80, rest),
+            _ => gp_core::tlv::read_len(self.0).map_err(|_| bad())?,
+        };
         let (v, rest) = rest.split_at_checked(n).ok_or_else(bad)?;
         self.0 = rest;
         Ok(v)
@@ -64,30 +87,56 @@ impl<'a> Lv<'a> {
     }
 }
 
-/// INSTALL [for load].
-pub(crate) fn install_for_load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
+/// INSTALL [for load] (P1 `02`), or the first INSTALL [for load, install and make selectable]
+/// (P1 `0E`, P2 `01`) when `combined`.
+pub(crate) fn install_for_load(
+    ctx: &mut Ctx<'_>,
+    cmd: &CommandApdu,
+    combined: bool,
+) -> Result<ResponseApdu> {
     ctx.ram.load = None;
+    let authority = dm::authority(ctx)?;
     let mut lv = Lv(&cmd.data);
     let elf = Aid::new(lv.short()?).ok_or_else(bad)?;
     let sd = lv.short()?;
     let hash = lv.short()?;
     let params = lv.ber()?;
-    let token = lv.short()?;
+    // What a token signs: everything before the token's length field.
+    let body = cmd
+        .data
+        .get(..cmd.data.len().saturating_sub(lv.0.len()))
+        .unwrap_or_default();
+    let token = lv.ber()?;
     lv.end()?;
+    // The new load file belongs to the loading domain unless the ISD names another.
     let sd_aid = if sd.is_empty() {
-        ISD_AID
+        ctx.sd
     } else {
         Aid::new(sd).ok_or_else(bad)?
     };
+    if !authority.is_issuer() && sd_aid != ctx.sd {
+        // An SSD loads for itself only.
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
     if sd_aid != ISD_AID {
-        // Supplementary security domains arrive with issue 3.
-        return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+        let sd = ctx
+            .state
+            .registry
+            .application(&sd_aid)
+            .filter(|a| a.domain.is_some())
+            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+        if sd.life_cycle.is_locked() {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
     }
     if !matches!(hash.len(), 0 | 20 | 32 | 48 | 64) {
         return refuse(Sw::INCORRECT_DATA);
     }
-    if !token.is_empty() {
-        // The ISD has Authorized Management; it does not process load tokens.
+    // GP C.2: DAP blocks, ciphered load files and delegated loads need the hash.
+    let needs_hash = !dap_authorities(ctx.state, &sd_aid).is_empty()
+        || ciphered_required(ctx.state, &sd_aid)
+        || authority == Authority::Delegated;
+    if needs_hash && hash.is_empty() {
         return refuse(Sw::INCORRECT_DATA);
     }
     if !params.is_empty() {
@@ -99,12 +148,24 @@ pub(crate) fn install_for_load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<R
     if ctx.state.registry.aid_in_use(&elf) || elf == ISD_AID {
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
+    let input = dm::token_input(cmd.p1, cmd.p2, body);
+    if authority == Authority::Delegated && !combined {
+        // GP 11.5.2.3.1: the load token is mandatory for delegated management (the combined
+        // process carries its token in the final INSTALL).
+        dm::verify_token(ctx.state, &input, token)?;
+    } else if !token.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
     ctx.ram.load = Some(LoadSession {
         load_file_aid: elf,
         sd_aid,
         lfdb_hash: hash.to_vec(),
         next_block: 0,
         data: Vec::new(),
+        authority,
+        token_id: dm::token_identifier(params),
+        combined: combined.then_some(input),
+        completed: None,
     });
     ok(alloc::vec![0x00])
 }
@@ -119,6 +180,10 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         .load
         .take()
         .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
+    if session.completed.is_some() {
+        // Combined process: the load file is complete; only the final INSTALL may follow.
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
     if cmd.p1 & 0x7F != 0 || u16::from(cmd.p2) != session.next_block {
         return refuse(Sw::INCORRECT_P1P2);
     }
@@ -135,30 +200,204 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         return ok(alloc::vec![0x00]);
     }
     let entry = complete(&session, ctx)?;
+    if session.combined.is_some() {
+        // Checked, not registered: the final INSTALL commits it with its application.
+        session.data = Vec::new();
+        session.completed = Some(entry);
+        ctx.ram.load = Some(session);
+        return ok(alloc::vec![0x00]);
+    }
+    let (elf, sd) = (entry.aid, entry.associated_sd);
     ctx.state.registry.load_files.push(entry);
+    if session.authority == Authority::Delegated {
+        // Load receipt (GP C.5.1).
+        let mut fields = Vec::new();
+        dm::push_aid(&mut fields, &elf);
+        dm::push_aid(&mut fields, &sd);
+        return ok(dm::confirmation(
+            ctx.state,
+            session.token_id.as_deref(),
+            &fields,
+        )?);
+    }
     ok(alloc::vec![0x00])
+}
+
+/// Security domains whose DAP must verify before a load associated with `sd` completes: `sd`
+/// itself when it has DAP Verification (or Mandated DAP Verification), and every SD with
+/// Mandated DAP Verification (GP 2.3.1 §9.2.1, C.3).
+fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
+    let mut out = Vec::new();
+    for app in &state.registry.applications {
+        if app.domain.is_none() {
+            continue;
+        }
+        let p = app.privileges;
+        let dap = p.has(Privileges::DAP_VERIFICATION);
+        let mandated = p.has(Privileges::MANDATED_DAP_VERIFICATION);
+        if mandated || (dap && app.aid == *sd) {
+            out.push(app.aid);
+        }
+    }
+    out
+}
+
+/// Whether loads associated with `sd` must arrive ciphered (GP 2.3.1 §11.6.2.3).
+fn ciphered_required(state: &CardState, sd: &Aid) -> bool {
+    state
+        .privileges(sd)
+        .is_some_and(|p| p.has(Privileges::CIPHERED_LOAD_FILE_DATA_BLOCK))
+}
+
+/// The key `kvn`/id 1 of security domain `sd`, as the SD's service would use it.
+fn sd_key<'a>(state: &'a CardState, sd: &Aid, kvn: u8) -> Result<&'a Key> {
+    state
+        .domain(sd)
+        .and_then(|d| d.sets.iter().find(|s| s.kvn == kvn))
+        .and_then(|s| s.key(1))
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))
+}
+
+/// The SD's DAP verification service: symmetric DAPs over the LFDB hash (GP C.3, B.1.2.2, B.2.2).
+fn verify_dap(state: &CardState, sd: &Aid, hash: &[u8], signature: &[u8]) -> Result<()> {
+    let key = sd_key(state, sd, DAP_KVN)?;
+    let alg = HashAlg::from_output_len(hash.len()).ok_or_else(bad)?;
+    let verified = match key.key_type {
+        KeyType::Des3 => {
+            let k = Des3Key::from_slice(key.value()).map_err(|_| bad())?;
+            dap::verify_dap_des3(&k, hash, signature)
+        }
+        KeyType::Aes => {
+            if !alg.acceptable_for(SymmetricKeyKind::Aes(key.len())) {
+                return refuse(Sw::INCORRECT_DATA);
+            }
+            let k = AesKey::from_slice(key.value()).map_err(|_| bad())?;
+            dap::verify_dap_aes(&k, hash, signature)
+        }
+        KeyType::RsaPublic => {
+            let (n, e) = key.rsa_parts().ok_or_else(bad)?;
+            verify_rsa(n, e, alg, hash, signature)
+        }
+        KeyType::EcP256Public => {
+            if alg == HashAlg::Sha1 {
+                return refuse(Sw::INCORRECT_DATA);
+            }
+            verify_ecdsa(key.value(), hash, signature)
+        }
+    };
+    verified.map_err(|e| Error::Refused(e.sw()))
+}
+
+#[cfg(feature = "asymmetric-dap")]
+pub(crate) fn verify_rsa(
+    n: &[u8],
+    e: &[u8],
+    alg: HashAlg,
+    hash: &[u8],
+    signature: &[u8],
+) -> core::result::Result<(), dap::DapError> {
+    // GP B.3.2: keys beyond 1024 bits sign with SHA-256, so SHA-1 hashes are too weak for them.
+    if n.len() > 128 && alg == HashAlg::Sha1 {
+        return Err(dap::DapError::Malformed);
+    }
+    dap::verify_dap_rsa(n, e, hash, signature)
+}
+
+#[cfg(feature = "asymmetric-dap")]
+pub(crate) fn verify_ecdsa(
+    point: &[u8],
+    hash: &[u8],
+    signature: &[u8],
+) -> core::result::Result<(), dap::DapError> {
+    dap::verify_dap_ecdsa_p256(point, hash, signature)
+}
+
+// Without the `asymmetric-dap` feature public DAP keys can be stored but never verify.
+#[cfg(not(feature = "asymmetric-dap"))]
+pub(crate) fn verify_rsa(
+    _: &[u8],
+    _: &[u8],
+    _: HashAlg,
+    _: &[u8],
+    _: &[u8],
+) -> core::result::Result<(), dap::DapError> {
+    Err(dap::DapError::BadSignature)
+}
+
+#[cfg(not(feature = "asymmetric-dap"))]
+pub(crate) fn verify_ecdsa(
+    _: &[u8],
+    _: &[u8],
+    _: &[u8],
+) -> core::result::Result<(), dap::DapError> {
+    Err(dap::DapError::BadSignature)
+}
+
+/// The SD's load file decryption service (GP C.6): CBC under its key, ICV from `D3`.
+fn decrypt_lfdb(state: &CardState, sd: &Aid, icv: Option<&[u8]>, data: &[u8]) -> Result<Vec<u8>> {
+    let key = sd_key(state, sd, LFDB_KVN)?;
+    let clear = match key.key_type {
+        KeyType::Des3 => {
+            let k = Des3Key::from_slice(key.value()).map_err(|_| bad())?;
+            dap::decrypt_lfdb_des3(&k, icv, data)
+        }
+        KeyType::Aes => {
+            let k = AesKey::from_slice(key.value()).map_err(|_| bad())?;
+            dap::decrypt_lfdb_aes(&k, icv, data)
+        }
+        KeyType::RsaPublic | KeyType::EcP256Public => return refuse(Sw::CONDITIONS_NOT_SATISFIED),
+    };
+    clear.map_err(|e| Error::Refused(e.sw()))
 }
 
 /// Check the whole load file and build its registry entry.
 fn complete(session: &LoadSession, ctx: &Ctx<'_>) -> Result<LoadFile> {
-    let mut lfdb: Option<&[u8]> = None;
+    let state = &*ctx.state;
+    let mut daps: Vec<(Aid, &[u8])> = Vec::new();
+    let mut plain: Option<&[u8]> = None;
+    let mut icv: Option<&[u8]> = None;
+    let mut ciphered: Option<&[u8]> = None;
     for tlv in TlvReader::new(&session.data) {
         let tlv = tlv.map_err(|_| bad())?;
+        let body_started = plain.is_some() || icv.is_some() || ciphered.is_some();
         match tlv.tag {
-            // DAP blocks: the ISD holds no DAP Verification privilege and no SSD exists yet,
-            // so they are checked for form only.
-            0xE2 if lfdb.is_none() => {
+            0xE2 if !body_started => {
+                let mut sd = None;
+                let mut sig = None;
                 for inner in tlv.children() {
-                    inner.map_err(|_| bad())?;
+                    let inner = inner.map_err(|_| bad())?;
+                    match inner.tag {
+                        0x4F if sd.is_none() => sd = Some(Aid::new(inner.value).ok_or_else(bad)?),
+                        0xC3 if sig.is_none() => sig = Some(inner.value),
+                        _ => return refuse(Sw::INCORRECT_DATA),
+                    }
                 }
+                daps.push((sd.ok_or_else(bad)?, sig.ok_or_else(bad)?));
             }
-            0xC4 if lfdb.is_none() => lfdb = Some(tlv.value),
-            // Ciphered LFDBs need an SD with the Ciphered Load File Data Block privilege.
-            0xD3 | 0xD4 => return refuse(Sw::CONDITIONS_NOT_SATISFIED),
+            0xC4 if !body_started => plain = Some(tlv.value),
+            0xD3 if !body_started => icv = Some(tlv.value),
+            0xD4 if plain.is_none() && ciphered.is_none() => ciphered = Some(tlv.value),
             _ => return refuse(Sw::INCORRECT_DATA),
         }
     }
-    let lfdb = lfdb.ok_or_else(bad)?;
+    let must_cipher = ciphered_required(state, &session.sd_aid);
+    let decrypted;
+    let lfdb: &[u8] = match (plain, ciphered) {
+        (Some(p), None) if icv.is_none() => {
+            if must_cipher {
+                return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+            }
+            p
+        }
+        (None, Some(c)) => {
+            if !must_cipher {
+                return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+            }
+            decrypted = decrypt_lfdb(state, &session.sd_aid, icv, c)?;
+            &decrypted
+        }
+        _ => return refuse(Sw::INCORRECT_DATA),
+    };
     let sha256: [u8; 32] = sha2::Sha256::digest(lfdb).into();
     let expected = session.lfdb_hash.as_slice();
     let matches = match expected.len() {
@@ -172,11 +411,18 @@ fn complete(session: &LoadSession, ctx: &Ctx<'_>) -> Result<LoadFile> {
     if !matches {
         return refuse(Sw::INCORRECT_DATA);
     }
+    // Every DAP authority verifies its own block over the (now checked) hash.
+    for authority in dap_authorities(state, &session.sd_aid) {
+        let Some((_, signature)) = daps.iter().find(|(sd, _)| *sd == authority) else {
+            return refuse(Sw::SECURITY_STATUS_NOT_SATISFIED);
+        };
+        verify_dap(state, &authority, expected, signature)?;
+    }
     let info = cap::parse_lfdb(lfdb).map_err(|_| bad())?;
     if info.package_aid != session.load_file_aid {
         return refuse(Sw::INCORRECT_DATA);
     }
-    let registry = &ctx.state.registry;
+    let registry = &state.registry;
     for (i, applet) in info.applets.iter().enumerate() {
         let repeated = info.applets.iter().take(i).any(|a| a == applet);
         if repeated || registry.aid_in_use(applet) || *applet == session.load_file_aid {

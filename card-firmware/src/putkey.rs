@@ -1,15 +1,22 @@
-//! PUT KEY (GP 2.3.1 §11.8): add a key set or replace one, keys encrypted under the static DEK
-//! of the key set that opened the session; key check values verified and returned.
+//! PUT KEY (GP 2.3.1 §11.8): add a key set or replace one; key check values verified and
+//! returned.
 //!
-//! The whole command is one atomic change: every key is decrypted and checked before the next
-//! state is touched. Chained PUT KEY (P1 b8) is not supported and answers `6A86`.
+//! Secret key components arrive encrypted: under the static DEK of the key set that opened an
+//! SCP03 session (AES-CBC, Amendment D §6.2.8), or under the SCP02 session DEK (3DES-ECB,
+//! GPC E.4.7); public DAP keys (RSA, ECC P-256) arrive in clear. The payload is framed by gp-core's `commands::put_key`. The whole command is one
+//! atomic change: every key is decrypted and checked before the next state is touched. Chained
+//! PUT KEY (P1 b8) is not supported and answers `6A86`.
 
 use alloc::vec::Vec;
 
 use gp_core::apdu::{CommandApdu, ResponseApdu};
+use gp_core::commands::put_key::{
+    KeyData, PutKey, KEY_TYPE_AES, KEY_TYPE_DES, KEY_TYPE_EC_PUBLIC, KEY_TYPE_PARAMETER_REFERENCE,
+    KEY_TYPE_RSA_MODULUS, KEY_TYPE_RSA_PUBLIC_EXPONENT,
+};
 use gp_core::keys::{AesKey, Des3Key};
-use gp_core::tlv::read_len;
-use gp_core::{kcv, scp03};
+use gp_core::{kcv, scp02, scp03};
+use zeroize::Zeroizing;
 
 use crate::error::{refuse, Error, Result};
 use crate::isd::{ok, Ctx};
@@ -19,60 +26,124 @@ use crate::Sw;
 /// Most key sets a domain holds.
 const MAX_KEY_SETS: usize = 8;
 
-/// One key from the command, decrypted and checked.
-struct NewKey {
-    key: Key,
-    kcv: [u8; 3],
-}
-
 fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
 }
 
-fn split(data: &[u8], n: usize) -> Result<(&[u8], &[u8])> {
-    data.split_at_checked(n).ok_or_else(bad)
+/// The key that protects key data (and other sensitive data) in this session.
+pub(crate) enum Dek {
+    /// SCP03: the static Key-DEK of the authenticating key set.
+    Aes(AesKey),
+    /// SCP02: the session S-DEK.
+    Des(Des3Key),
+}
+
+impl Dek {
+    fn block(&self) -> usize {
+        match self {
+            Dek::Aes(_) => 16,
+            Dek::Des(_) => 8,
+        }
+    }
+    /// Decrypt whole blocks (no padding is removed).
+    pub(crate) fn decrypt(&self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        match self {
+            Dek::Aes(k) => scp03::decrypt_key_data(k, data).map_err(|_| bad()),
+            Dek::Des(k) => scp02::decrypt_key_data(k, data).map_err(|_| bad()),
+        }
+    }
 }
 
 fn key_check_value(key_type: KeyType, value: &[u8]) -> Result<[u8; 3]> {
-    Ok(match key_type {
-        KeyType::Aes => kcv::kcv_aes(&AesKey::from_slice(value).map_err(|_| bad())?),
-        KeyType::Des3 => kcv::kcv_des3(&Des3Key::from_slice(value).map_err(|_| bad())?),
-    })
+    match key_type {
+        KeyType::Aes => Ok(kcv::kcv_aes(&AesKey::from_slice(value).map_err(|_| bad())?)),
+        KeyType::Des3 => Ok(kcv::kcv_des3(
+            &Des3Key::from_slice(value).map_err(|_| bad())?,
+        )),
+        KeyType::RsaPublic | KeyType::EcP256Public => refuse(Sw::INCORRECT_DATA),
+    }
 }
 
-/// Parse one basic-format key data field (Table 11-68, one component) and decrypt it.
-fn parse_key<'a>(rest: &'a [u8], id: u8, dek: &AesKey) -> Result<(NewKey, &'a [u8])> {
-    let (&type_byte, rest) = rest.split_first().ok_or_else(bad)?;
-    // Extended format (FF xx) and asymmetric keys are not supported by this card domain.
-    let key_type = KeyType::from_code(type_byte).ok_or_else(bad)?;
-    let (block_len, rest) = read_len(rest).map_err(|_| bad())?;
-    let (block, rest) = split(rest, block_len)?;
-    // Table 11-70 (length-prefixed, padded) or 11-71 (whole blocks) component block.
-    let (clear_len, encrypted) = if block.len() % 16 == 0 {
-        (block.len(), block)
-    } else {
-        let (n, enc) = read_len(block).map_err(|_| bad())?;
-        (n, enc)
-    };
-    if encrypted.is_empty() || encrypted.len() % 16 != 0 {
+/// A public key data field: RSA (`A1` modulus, `A0` exponent, either order) or ECC P-256 (`B0`
+/// point, `F0 00` parameter reference), in clear and without KCV (GP 11.8.2.3.5-6).
+fn open_public_key(data: &KeyData, id: u8) -> Result<Key> {
+    if !data.kcv.is_empty() {
         return refuse(Sw::INCORRECT_DATA);
     }
-    let clear = scp03::decrypt_key_data(dek, encrypted).map_err(|_| bad())?;
-    let value = clear.get(..clear_len).ok_or_else(bad)?;
+    let component = |t: u8| data.component(t).map(|c| c.block.as_slice());
+    let key = match data.components.len() {
+        2 => match (
+            component(KEY_TYPE_RSA_MODULUS),
+            component(KEY_TYPE_RSA_PUBLIC_EXPONENT),
+            component(KEY_TYPE_EC_PUBLIC),
+            component(KEY_TYPE_PARAMETER_REFERENCE),
+        ) {
+            (Some(n), Some(e), None, None) => Key::rsa_public(id, n, e),
+            // Parameter reference 00: the card's P-256 curve.
+            (None, None, Some(point), Some([0x00])) => Key::new(id, KeyType::EcP256Public, point),
+            _ => None,
+        },
+        _ => None,
+    };
+    key.ok_or_else(bad)
+}
+
+/// Decrypt and check one key data field: a secret key (one encrypted component and its KCV)
+/// or a public key. Returns the key and the KCV the response echoes (none for public keys).
+fn open_key(data: &KeyData, id: u8, dek: &Dek) -> Result<(Key, Option<[u8; 3]>)> {
+    let [component] = data.components.as_slice() else {
+        return Ok((open_public_key(data, id)?, None));
+    };
+    let key_type = match component.key_type {
+        KEY_TYPE_AES => KeyType::Aes,
+        KEY_TYPE_DES => KeyType::Des3,
+        _ => return refuse(Sw::INCORRECT_DATA),
+    };
+    let (clear_len, encrypted) = component.split_clear_length(dek.block()).ok_or_else(bad)?;
+    if encrypted.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    let clear = dek.decrypt(encrypted)?;
+    let value = clear
+        .get(..clear_len.unwrap_or(clear.len()))
+        .ok_or_else(bad)?;
     let key = Key::new(id, key_type, value).ok_or_else(bad)?;
-    let (&kcv_len, rest) = rest.split_first().ok_or_else(bad)?;
-    let (given, rest) = split(rest, usize::from(kcv_len))?;
     let kcv = key_check_value(key_type, value)?;
-    // GP: the KCV is mandatory for the key types of Annex B.6 and must match.
-    if given.len() != 3 || !bool::from(subtle::ConstantTimeEq::ct_eq(given, &kcv[..])) {
+    // GP 11.8.2.3.3: the KCV is mandatory for these key types and must match (`6982`).
+    let matches = data.kcv.len() == 3
+        && bool::from(subtle::ConstantTimeEq::ct_eq(data.kcv.as_slice(), &kcv[..]));
+    if !matches {
         return refuse(Sw::SECURITY_STATUS_NOT_SATISFIED);
     }
-    Ok((NewKey { key, kcv }, rest))
+    Ok((key, Some(kcv)))
+}
+
+/// The data encryption key of the open session: the static DEK (key id 3) of the SCP03 key set
+/// that authenticated, or the SCP02 session DEK.
+pub(crate) fn session_dek(ctx: &Ctx<'_>) -> Result<Dek> {
+    let auth = ctx.require_auth()?;
+    if auth.scp == 0x02 {
+        return ctx
+            .ram
+            .channel
+            .scp02_session_dek()
+            .map(Dek::Des)
+            .ok_or(Error::Refused(Sw::SECURITY_STATUS_NOT_SATISFIED));
+    }
+    let key = ctx
+        .state
+        .domain(&ctx.sd)
+        .and_then(|d| d.set(auth.kvn))
+        .and_then(|set| set.key(3))
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    AesKey::from_slice(key.value())
+        .map(Dek::Aes)
+        .map_err(|_| Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))
 }
 
 /// PUT KEY.
 pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
-    let auth = ctx.require_auth()?;
+    ctx.require_auth()?;
     ctx.require_content_change()?;
     if cmd.p1 & 0x80 != 0 {
         return refuse(Sw::INCORRECT_P1P2);
@@ -83,43 +154,29 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
     if first_id == 0 {
         return refuse(Sw::INCORRECT_P1P2);
     }
-    let domain = &ctx.state.isd;
-    if domain.scp.scp != 0x03 {
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    let dek = {
-        let set = domain
-            .set(auth.kvn)
-            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-        let key = set
-            .key(3)
-            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-        AesKey::from_slice(key.value())
-            .map_err(|_| Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?
-    };
-    let (&new_kvn, mut rest) = cmd.data.split_first().ok_or_else(bad)?;
-    if !(0x01..=0x7F).contains(&new_kvn) {
+    let dek = session_dek(ctx)?;
+    let request = PutKey::parse(&cmd.data).map_err(|_| bad())?;
+    let new_kvn = request.new_kvn;
+    if !(0x01..=0x7F).contains(&new_kvn) || (request.keys.len() > 1 && !multiple) {
         return refuse(Sw::INCORRECT_DATA);
     }
-    let mut new_keys: Vec<NewKey> = Vec::new();
+    let mut new_keys: Vec<Key> = Vec::new();
+    let mut response = alloc::vec![new_kvn];
     let mut id = first_id;
-    while !rest.is_empty() {
-        if !new_keys.is_empty() && !multiple {
-            return refuse(Sw::INCORRECT_DATA);
+    for data in &request.keys {
+        let (key, kcv) = open_key(data, id, &dek)?;
+        new_keys.push(key);
+        if let Some(kcv) = kcv {
+            response.extend_from_slice(&kcv);
         }
-        let (k, r) = parse_key(rest, id, &dek)?;
-        new_keys.push(k);
-        rest = r;
         id = id.checked_add(1).filter(|i| *i <= 0x7F).ok_or_else(bad)?;
     }
-    if new_keys.is_empty() {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    let mut response = alloc::vec![new_kvn];
-    for k in &new_keys {
-        response.extend_from_slice(&k.kcv);
-    }
-    let sets = &mut ctx.state.isd.sets;
+    let sd = ctx.sd;
+    let sets = &mut ctx
+        .state
+        .domain_mut(&sd)
+        .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?
+        .sets;
     let kvn_taken =
         |sets: &[KeySet], kvn: u8, except: u8| sets.iter().any(|s| s.kvn == kvn && s.kvn != except);
     if old_kvn == 0 {
@@ -132,7 +189,7 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
         }
         sets.push(KeySet {
             kvn: new_kvn,
-            keys: new_keys.into_iter().map(|k| k.key).collect(),
+            keys: new_keys,
             sequence_counter: 0,
         });
     } else {
@@ -143,8 +200,7 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
             .iter_mut()
             .find(|s| s.kvn == old_kvn)
             .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-        let whole = set.keys.len() == new_keys.len();
-        if new_kvn != old_kvn && !whole {
+        if new_kvn != old_kvn && set.keys.len() != new_keys.len() {
             // Changing the version of part of a set would split it.
             return refuse(Sw::INCORRECT_DATA);
         }
@@ -152,19 +208,56 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
             let slot = set
                 .keys
                 .iter_mut()
-                .find(|k| k.id == nk.key.id)
+                .find(|k| k.id == nk.id)
                 .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
             // GP 11.8.2.3.3: same algorithm and size as the key replaced.
-            if slot.key_type != nk.key.key_type || slot.len() != nk.key.len() {
+            if slot.key_type != nk.key_type || slot.len() != nk.len() {
                 return refuse(Sw::INCORRECT_DATA);
             }
-            *slot = nk.key;
+            *slot = nk;
         }
         set.kvn = new_kvn;
-        if whole {
-            // Amendment D §6.2.2.1: a replaced key set starts its counter again.
-            set.sequence_counter = 0;
-        }
+        // Amendment D §6.2.2.1 and GPC E.1.2: updated keys restart the sequence counter.
+        set.sequence_counter = 0;
     }
     ok(response)
+}
+
+/// DELETE [key] (GP 2.3.1 §11.2.2.3.2): keys of the selected domain by key identifier (`D0`) and
+/// key version number (`D2`): both name one key, `D2` alone a whole key set, `D0` alone that key
+/// in every set. Emptied key sets disappear. The domain must keep a complete secure channel key
+/// set (ENC, MAC and DEK of its protocol), else `6985`; nothing matching: `6A88`.
+pub(crate) fn delete_keys(
+    ctx: &mut Ctx<'_>,
+    key_id: Option<u8>,
+    kvn: Option<u8>,
+) -> Result<ResponseApdu> {
+    let sd = ctx.sd;
+    let domain = ctx
+        .state
+        .domain_mut(&sd)
+        .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
+    let mut deleted = 0usize;
+    for set in domain.sets.iter_mut() {
+        if kvn.is_some_and(|v| v != set.kvn) {
+            continue;
+        }
+        let before = set.keys.len();
+        set.keys.retain(|k| key_id.is_some_and(|id| id != k.id));
+        deleted = deleted.saturating_add(before.saturating_sub(set.keys.len()));
+    }
+    if deleted == 0 {
+        return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+    }
+    domain.sets.retain(|s| !s.keys.is_empty());
+    let key_type = domain.scp.key_type();
+    let usable = domain
+        .sets
+        .iter()
+        .any(|s| (1..=3u8).all(|id| s.key(id).is_some_and(|k| k.key_type == key_type)));
+    if !usable {
+        // The domain would lock itself out of every secure channel.
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    ok(alloc::vec![0x00])
 }

@@ -76,6 +76,8 @@ pub struct Application {
     pub install_params: Vec<u8>,
     /// Keys, for a security domain.
     pub domain: Option<DomainKeys>,
+    /// The application's own persistent data (built-in applications only).
+    pub app_data: Vec<u8>,
 }
 
 impl Persist for Application {
@@ -94,6 +96,7 @@ impl Persist for Application {
             }
             None => w.bool(false),
         }
+        w.bytes(&self.app_data);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         Ok(Application {
@@ -109,6 +112,7 @@ impl Persist for Application {
             } else {
                 None
             },
+            app_data: r.bytes()?.to_vec(),
         })
     }
 }

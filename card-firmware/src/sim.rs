@@ -54,26 +54,32 @@ impl FabProfile {
     fn settings(&self) -> Result<FabSettings, SimError> {
         let kdd = match self.kdd {
             Some(k) => k,
-            None => random_kdd()?,
+            None => {
+                let mut kdd = [0u8; 10];
+                random_bytes(&mut kdd)?;
+                kdd
+            }
         };
         let (scp, kvn) = match self.scp {
             FabScp::Scp02 => (ScpConfig { scp: 0x02, i: 0x55 }, 0x20),
             FabScp::Scp03 => (ScpConfig { scp: 0x03, i: 0x70 }, 0x30),
         };
+        let mut rng_seed = [0u8; 16];
+        random_bytes(&mut rng_seed)?;
         Ok(FabSettings {
             scp,
             kvn,
             key: self.key,
             kdd,
+            rng_seed,
         })
     }
 }
 
-fn random_kdd() -> Result<[u8; 10], SimError> {
+fn random_bytes(out: &mut [u8]) -> Result<(), SimError> {
     use io::Read;
-    let mut kdd = [0u8; 10];
-    fs::File::open("/dev/urandom")?.read_exact(&mut kdd)?;
-    Ok(kdd)
+    fs::File::open("/dev/urandom")?.read_exact(out)?;
+    Ok(())
 }
 
 /// Why a simulator image cannot be used.

@@ -12,7 +12,9 @@ use crate::keys::{DomainKeys, Key, KeySet, KeyType, ScpConfig};
 use crate::lifecycle::CardLifeCycle;
 use crate::registry::{LoadFile, Registry};
 
-const FORMAT_VERSION: u8 = 1;
+/// Version 3 added the confirmation counter; version 2 images are still read (counter 0).
+const FORMAT_VERSION: u8 = 3;
+const FORMAT_VERSION_2: u8 = 2;
 
 /// Length of the CPLC data (GET DATA `9F7F`).
 pub const CPLC_LEN: usize = 42;
@@ -21,6 +23,16 @@ pub const CPLC_LEN: usize = 42;
 pub const SD_PACKAGE_AID: [u8; 7] = [0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50];
 /// The security domain module in [`SD_PACKAGE_AID`].
 pub const SD_MODULE_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x01, 0x51, 0x53, 0x50, 0x41];
+
+/// The built-in purse package (executable load file in ROM).
+pub const PURSE_PACKAGE_AID: [u8; 6] = [0xF0, 0x50, 0x55, 0x52, 0x53, 0x45];
+/// The purse module in [`PURSE_PACKAGE_AID`].
+pub const PURSE_MODULE_AID: [u8; 7] = [0xF0, 0x50, 0x55, 0x52, 0x53, 0x45, 0x01];
+
+/// Whether `aid` is a load file in immutable memory (it cannot be deleted).
+pub fn is_builtin_load_file(aid: &Aid) -> bool {
+    aid.as_bytes() == SD_PACKAGE_AID || aid.as_bytes() == PURSE_PACKAGE_AID
+}
 
 /// Everything the card keeps across power loss.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +51,68 @@ pub struct CardState {
     pub isd: DomainKeys,
     /// Load files and applications.
     pub registry: Registry,
+    /// Random-number generator state: a secret seed set at the fab and a counter that is
+    /// committed with every use, so no output repeats even across power loss.
+    pub rng: Rng,
+    /// Confirmation counter of the ISD, the security domain with Receipt Generation (GP 2.3.1
+    /// §11.1.6, C.5): incremented with every receipt, never reset.
+    pub confirmation_counter: u16,
+}
+
+/// The card's deterministic random bit generator: output block *n* is
+/// `KDF(seed, F0, n, 128)` (SP 800-108 counter mode over AES-CMAC, as SCP03 derives keys), so
+/// outputs are unpredictable without the seed and never repeat while the counter only grows.
+#[derive(Clone, PartialEq)]
+pub struct Rng {
+    seed: zeroize::Zeroizing<[u8; 16]>,
+    /// Blocks drawn so far.
+    pub counter: u32,
+}
+
+impl core::fmt::Debug for Rng {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Rng {{ counter: {} }}", self.counter)
+    }
+}
+
+impl Rng {
+    /// A generator from a fab-provided secret seed.
+    pub fn new(seed: [u8; 16]) -> Rng {
+        Rng {
+            seed: zeroize::Zeroizing::new(seed),
+            counter: 0,
+        }
+    }
+
+    /// The next 8 random bytes; advances the counter (the caller commits the state before the
+    /// bytes leave the card).
+    pub fn next8(&mut self) -> Result<[u8; 8]> {
+        let n = self.counter;
+        self.counter = n
+            .checked_add(1)
+            .ok_or(Error::Refused(crate::Sw::CONDITIONS_NOT_SATISFIED))?;
+        let mut key = gp_core::keys::AesKey::Aes128(*self.seed);
+        let out = gp_core::scp03::kdf(&mut key, 0xF0, &n.to_be_bytes(), 64)
+            .map_err(|_| Error::Refused(crate::Sw::UNKNOWN))?;
+        let mut block = [0u8; 8];
+        for (b, o) in block.iter_mut().zip(out.iter()) {
+            *b = *o;
+        }
+        Ok(block)
+    }
+}
+
+impl Persist for Rng {
+    fn encode(&self, w: &mut Writer) {
+        w.raw(&self.seed[..]);
+        w.u32(self.counter);
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Rng {
+            seed: zeroize::Zeroizing::new(r.array()?),
+            counter: r.u32()?,
+        })
+    }
 }
 
 /// How the fab sets a card up: which protocol, which transport key, which KDD.
@@ -52,6 +126,8 @@ pub struct FabSettings {
     pub key: [u8; 16],
     /// Key diversification data.
     pub kdd: [u8; 10],
+    /// Secret seed of the card's random number generator.
+    pub rng_seed: [u8; 16],
 }
 
 impl CardState {
@@ -66,8 +142,17 @@ impl CardState {
         for id in 1..=3u8 {
             keys.push(Key::new(id, key_type, &fab.key).ok_or(Error::Corrupt("bad fab key"))?);
         }
-        let sd_package = Aid::new(&SD_PACKAGE_AID).ok_or(Error::Corrupt("bad AID"))?;
-        let sd_module = Aid::new(&SD_MODULE_AID).ok_or(Error::Corrupt("bad AID"))?;
+        let aid = |b: &[u8]| Aid::new(b).ok_or(Error::Corrupt("bad AID"));
+        let builtin = |package: &[u8], module: &[u8]| -> Result<LoadFile> {
+            Ok(LoadFile {
+                aid: aid(package)?,
+                associated_sd: ISD_AID,
+                version: Some([1, 0]),
+                modules: alloc::vec![aid(module)?],
+                lfdb_sha256: [0; 32],
+                size: 0,
+            })
+        };
         Ok(CardState {
             life_cycle: CardLifeCycle::OpReady,
             kdd: fab.kdd,
@@ -85,17 +170,47 @@ impl CardState {
                 auth_limit: DomainKeys::DEFAULT_AUTH_LIMIT,
             },
             registry: Registry {
-                load_files: alloc::vec![LoadFile {
-                    aid: sd_package,
-                    associated_sd: ISD_AID,
-                    version: Some([1, 0]),
-                    modules: alloc::vec![sd_module],
-                    lfdb_sha256: [0; 32],
-                    size: 0,
-                }],
+                load_files: alloc::vec![
+                    builtin(&SD_PACKAGE_AID, &SD_MODULE_AID)?,
+                    builtin(&PURSE_PACKAGE_AID, &PURSE_MODULE_AID)?,
+                ],
                 applications: Vec::new(),
             },
+            rng: Rng::new(fab.rng_seed),
+            confirmation_counter: 0,
         })
+    }
+
+    /// The keys of security domain `sd`: the ISD's for [`ISD_AID`], else those of the SSD
+    /// registered under `sd`.
+    pub fn domain(&self, sd: &Aid) -> Option<&DomainKeys> {
+        if *sd == ISD_AID {
+            Some(&self.isd)
+        } else {
+            self.registry
+                .application(sd)
+                .and_then(|a| a.domain.as_ref())
+        }
+    }
+
+    /// Mutable access to the keys of security domain `sd`.
+    pub fn domain_mut(&mut self, sd: &Aid) -> Option<&mut DomainKeys> {
+        if *sd == ISD_AID {
+            Some(&mut self.isd)
+        } else {
+            self.registry
+                .application_mut(sd)
+                .and_then(|a| a.domain.as_mut())
+        }
+    }
+
+    /// Privileges of security domain or application `aid` (the ISD's are fixed).
+    pub fn privileges(&self, aid: &Aid) -> Option<crate::privileges::Privileges> {
+        if *aid == ISD_AID {
+            Some(crate::privileges::Privileges::ISD)
+        } else {
+            self.registry.application(aid).map(|a| a.privileges)
+        }
     }
 
     /// Encode for the journal.
@@ -103,16 +218,21 @@ impl CardState {
         let mut w = Writer::new();
         w.u8(FORMAT_VERSION);
         self.encode(&mut w);
+        w.u16(self.confirmation_counter);
         w.finish()
     }
 
     /// Decode a journal record, refusing unknown versions and trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<CardState> {
         let mut r = Reader::new(bytes);
-        if r.u8()? != FORMAT_VERSION {
+        let version = r.u8()?;
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
             return Err(Error::Corrupt("unknown state format version"));
         }
-        let state = CardState::decode(&mut r)?;
+        let mut state = CardState::decode(&mut r)?;
+        if version == FORMAT_VERSION {
+            state.confirmation_counter = r.u16()?;
+        }
         r.finish()?;
         Ok(state)
     }
@@ -153,6 +273,8 @@ impl Persist for CardState {
         w.bytes(&self.cin);
         self.isd.encode(w);
         self.registry.encode(w);
+        self.rng.encode(w);
+        // The confirmation counter follows (format 3); `to_bytes` writes it after this.
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         Ok(CardState {
@@ -164,12 +286,14 @@ impl Persist for CardState {
             cin: r.bytes()?.to_vec(),
             isd: DomainKeys::decode(r)?,
             registry: Registry::decode(r)?,
+            rng: Rng::decode(r)?,
+            confirmation_counter: 0,
         })
     }
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
@@ -179,6 +303,7 @@ mod tests {
             kvn: 0x30,
             key: [0x40; 16],
             kdd: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            rng_seed: [7; 16],
         }
     }
 
@@ -187,6 +312,18 @@ mod tests {
         let s = CardState::from_fab(&fab()).unwrap();
         let bytes = s.to_bytes();
         assert_eq!(CardState::from_bytes(&bytes).unwrap(), s);
+    }
+
+    #[test]
+    fn format_2_images_are_read() {
+        let mut s = CardState::from_fab(&fab()).unwrap();
+        let mut bytes = s.to_bytes();
+        // A version 2 record: the same without the confirmation counter.
+        bytes[0] = FORMAT_VERSION_2;
+        bytes.truncate(bytes.len() - 2);
+        assert_eq!(CardState::from_bytes(&bytes).unwrap(), s);
+        s.confirmation_counter = 7;
+        assert_eq!(CardState::from_bytes(&s.to_bytes()).unwrap(), s);
     }
 
     #[test]

@@ -162,9 +162,20 @@ pub(crate) fn get_status(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<Respons
         0
     };
     ctx.ram.status = None;
+    // The ISD has Global Registry and sees everything; another SD only what is associated with
+    // it, and not the ISD.
+    let global = ctx
+        .state
+        .privileges(&ctx.sd)
+        .is_some_and(|p| p.has(Privileges::GLOBAL_REGISTRY));
+    if cmd.p1 == 0x80 && !global {
+        return refuse(Sw::INCORRECT_P1P2);
+    }
+    let sd = ctx.sd;
     let matching: Vec<Entry> = entries(ctx.state, cmd.p1)
         .into_iter()
         .filter(|e| cmd.p1 == 0x80 || e.aid.starts_with(&prefix))
+        .filter(|e| global || e.associated_sd == Some(sd))
         .collect();
     if matching.is_empty() {
         return refuse(Sw::REFERENCED_DATA_NOT_FOUND);

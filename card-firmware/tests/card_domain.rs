@@ -317,3 +317,85 @@ fn get_status_continues_with_6310() {
         0x6985
     );
 }
+
+#[test]
+fn registry_update_changes_privileges() {
+    let mut card = new_card();
+    let mut t = Terminal::new();
+    personalise(&mut card, &mut t);
+    assert_eq!(t.authenticate(&mut card, ISSUER, 0x33), 0x9000);
+    load_and_install(&mut card, &mut t);
+    let mut d = vec![0, 0, APPLET.len() as u8];
+    d.extend_from_slice(&APPLET);
+    d.extend_from_slice(&[1, 0x10, 0, 0]);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xE6, 0x40, 0x00, &d)).sw,
+        0x9000
+    );
+    let app = card
+        .state()
+        .registry
+        .applications
+        .iter()
+        .find(|a| a.aid.as_bytes() == APPLET)
+        .unwrap();
+    assert_eq!(app.privileges.0, [0x10, 0, 0]);
+    // An application cannot be made a security domain.
+    let n = d.len();
+    d[n - 3] = 0x80;
+    let before = card.state().clone();
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xE6, 0x40, 0x00, &d)).sw,
+        0x6A80
+    );
+    assert_eq!(card.state(), &before);
+}
+
+/// Interop finding 1: MANAGE CHANNEL is the OPEN's, answered `6881` without touching the
+/// selected application's secure channel.
+#[test]
+fn manage_channel_is_answered_by_the_open() {
+    let mut card = new_card();
+    let mut t = Terminal::new();
+    t.select_isd(&mut card);
+    assert_eq!(sw(&card.process(&[0x00, 0x70, 0x00, 0x00, 0x01])), 0x6881);
+    assert_eq!(sw(&card.process(&[0x00, 0x70, 0x80, 0x01])), 0x6881);
+    assert_eq!(t.authenticate(&mut card, TRANSPORT, 0x01), 0x9000);
+    assert_eq!(sw(&card.process(&[0x00, 0x70, 0x00, 0x00, 0x01])), 0x6881);
+    // The session is intact.
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xCA, 0x00, 0xCF, &[])).sw,
+        0x9000
+    );
+}
+
+/// Interop finding 2: the ISD's own STORE DATA checks block numbers: from `00`, restarting
+/// after the last block and after a refused block.
+#[test]
+fn isd_store_data_checks_block_numbers() {
+    let mut card = new_card();
+    let mut t = Terminal::new();
+    t.select_isd(&mut card);
+    assert_eq!(t.authenticate(&mut card, TRANSPORT, 0x01), 0x9000);
+    let store = |p1: u8, p2: u8, v: u8| cmd(0x80, 0xE2, p1, p2, &[0x42, 0x01, v]);
+    assert_eq!(t.send(&mut card, store(0x90, 0x05, 1)).sw, 0x6A86);
+    assert!(card.state().iin.is_empty());
+    assert_eq!(t.send(&mut card, store(0x90, 0x00, 2)).sw, 0x9000);
+    assert_eq!(t.send(&mut card, store(0x90, 0x01, 3)).sw, 0x6A86);
+    assert_eq!(card.state().iin, [2]);
+    // A sequence: 00, 01, 02 (last).
+    assert_eq!(t.send(&mut card, store(0x10, 0x00, 4)).sw, 0x9000);
+    assert_eq!(t.send(&mut card, store(0x10, 0x01, 5)).sw, 0x9000);
+    assert_eq!(t.send(&mut card, store(0x90, 0x02, 6)).sw, 0x9000);
+    assert_eq!(card.state().iin, [6]);
+    // A refused block restarts the count.
+    assert_eq!(t.send(&mut card, store(0x10, 0x00, 7)).sw, 0x9000);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xE2, 0x90, 0x01, &[0x99, 0x01, 0]))
+            .sw,
+        0x6A80
+    );
+    assert_eq!(t.send(&mut card, store(0x90, 0x01, 8)).sw, 0x6A86);
+    assert_eq!(t.send(&mut card, store(0x90, 0x00, 9)).sw, 0x9000);
+    assert_eq!(card.state().iin, [9]);
+}

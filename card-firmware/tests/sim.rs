@@ -157,13 +157,20 @@ fn vpcd_protocol() {
     let r = frame(&[0x80, 0xCA, 0x00, 0xCF, 0x00], true);
     assert_eq!(sw(&r), 0x9000);
     // INITIALIZE UPDATE opens an initiation; a reset is power loss and ends it.
-    let r = frame(&[0x80, 0x50, 0x00, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x00], true);
+    let r = frame(
+        &[0x80, 0x50, 0x00, 0x00, 0x08, 1, 2, 3, 4, 5, 6, 7, 8, 0x00],
+        true,
+    );
     assert_eq!(sw(&r), 0x9000);
     frame(&[0x02], false);
-    let r = frame(&[0x84, 0x82, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], true);
+    let r = frame(
+        &[
+            0x84, 0x82, 0x00, 0x00, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+        true,
+    );
     assert_eq!(r, [0x69, 0x85]);
     frame(&[0x00], false);
-    drop(frame);
     drop(s);
     server.join().unwrap();
 }

@@ -32,6 +32,7 @@ fn card_with(
         kvn: 0x30,
         key: [0x40; 16],
         kdd,
+        rng_seed: [1; 16],
     };
     let mut state = CardState::from_fab(&fab).unwrap();
     state.isd = DomainKeys {
@@ -104,4 +105,49 @@ fn failed_authentications_are_counted_and_block() {
     let mut card = Card::boot(card.into_storage()).unwrap();
     let r = card.process(&h("8050000008 2C8130E574247B1B 00"));
     assert_eq!(r, [0x69, 0x83]);
+}
+
+#[test]
+fn aes192_and_aes256_key_sets() {
+    use gp_core::keys::AesKey;
+    use gp_core::scp03;
+    for key_hex in [
+        "404142434445464748494A4B4C4D4E4F5051525354555657",
+        "404142434445464748494A4B4C4D4E4F505152535455565758595A5B5C5D5E5F",
+    ] {
+        let mut card = card_with(0x30, key_hex, key_hex, key_hex, 0, [0; 10]);
+        let hc = [9u8; 8];
+        let mut iu = h("8050300008");
+        iu.extend_from_slice(&hc);
+        iu.push(0);
+        let r = card.process(&iu);
+        assert_eq!(&r[r.len() - 2..], &[0x90, 0x00]);
+        let iur = scp03::InitializeUpdateResponse::parse(&r[..r.len() - 2]).unwrap();
+        let k = h(key_hex);
+        let (mut enc, mut mac) = (
+            AesKey::from_slice(&k).unwrap(),
+            AesKey::from_slice(&k).unwrap(),
+        );
+        let keys =
+            scp03::derive_session_keys(&mut enc, &mut mac, k.len(), &hc, &iur.card_challenge)
+                .unwrap();
+        assert_eq!(
+            scp03::card_cryptogram(&keys, &hc, &iur.card_challenge),
+            iur.card_cryptogram
+        );
+        let host = scp03::host_cryptogram(&keys, &hc, &iur.card_challenge);
+        let mut s = scp03::Session::host(keys, scp03::SecurityLevel::ALL);
+        assert_eq!(
+            card.process(&s.external_authenticate(&host).to_bytes()),
+            [0x90, 0x00]
+        );
+        let cmd =
+            gp_core::apdu::CommandApdu::new(0x80, 0xF2, 0x80, 0x02, vec![0x4F, 0x00], Some(256));
+        let r = card.process(&s.wrap(&cmd).unwrap().to_bytes());
+        let resp = s
+            .unwrap_response(&gp_core::apdu::ResponseApdu::parse(&r).unwrap())
+            .unwrap();
+        assert_eq!(resp.sw, 0x9000);
+        assert!(hex::encode_upper(&resp.data).starts_with("E3"));
+    }
 }

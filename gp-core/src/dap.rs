@@ -3,8 +3,9 @@
 //!
 //! A DAP is a signature over the LFDB *hash* (not over the LFDB): 3DES keys give an ISO 9797-1
 //! algorithm 3 retail MAC over the padded SHA-1 hash, AES keys a 16-byte AES-CMAC over a SHA-2
-//! hash. Verification compares in constant time. Asymmetric DAPs live with the host tools and the
-//! card's verifier, which need RSA/ECC crates this `no_std` core does not carry.
+//! hash. Verification compares in constant time. Asymmetric DAPs (RSA, ECDSA P-256) are verified
+//! by the functions behind the `asymmetric` feature, which brings the RSA and elliptic-curve code
+//! only to the builds that need it.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -215,10 +216,100 @@ pub fn decrypt_lfdb_des3(
         .ok_or(DapError::BadPadding)
 }
 
+/// Asymmetric DAP signature formats (GPC C.3 with B.3 and B.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AsymmetricDap {
+    /// RSA keys up to 1024 bits: PKCS#1 v1.5 signature with SHA-1 over the LFDB hash (B.3.1).
+    RsaPkcs1Sha1,
+    /// RSA keys longer than 1024 bits: RSASSA-PSS with SHA-256, MGF1-SHA-256, 32-byte salt (B.3.2).
+    RsaPssSha256,
+    /// ECDSA on P-256 with SHA-256 over the LFDB hash; the signature is `r ‖ s`, 32 bytes each (B.4).
+    EcdsaP256Sha256,
+}
+
+impl AsymmetricDap {
+    /// The RSA format GP prescribes for a modulus of `bits` bits: PKCS#1 v1.5 up to 1024, PSS above.
+    pub fn for_rsa_bits(bits: usize) -> AsymmetricDap {
+        if bits <= 1024 {
+            AsymmetricDap::RsaPkcs1Sha1
+        } else {
+            AsymmetricDap::RsaPssSha256
+        }
+    }
+}
+
+impl fmt::Display for AsymmetricDap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AsymmetricDap::RsaPkcs1Sha1 => "RSA PKCS#1 v1.5 SHA-1",
+            AsymmetricDap::RsaPssSha256 => "RSA PSS SHA-256 salt 32",
+            AsymmetricDap::EcdsaP256Sha256 => "ECDSA P-256 SHA-256",
+        })
+    }
+}
+
+/// Largest RSA modulus accepted for a DAP key, in bits: bounds the work a hostile key can cause.
+pub const MAX_RSA_BITS: usize = 4096;
+
+/// Verifies an RSA DAP over `lfdb_hash` with the public key (big-endian modulus and exponent, as
+/// PUT KEY carries them in tags `A1` and `A0`). The format follows from the modulus length
+/// ([`AsymmetricDap::for_rsa_bits`]). Malformed keys and signatures are [`DapError::BadSignature`]:
+/// nothing about them is worth telling the sender apart from a wrong signature.
+#[cfg(feature = "asymmetric")]
+pub fn verify_dap_rsa(
+    modulus: &[u8],
+    exponent: &[u8],
+    lfdb_hash: &[u8],
+    signature: &[u8],
+) -> Result<(), DapError> {
+    use rsa::traits::PublicKeyParts;
+    use rsa::{BigUint, Pkcs1v15Sign, RsaPublicKey};
+    let n = BigUint::from_bytes_be(modulus);
+    let e = BigUint::from_bytes_be(exponent);
+    let bits = n.bits();
+    if !(512..=MAX_RSA_BITS).contains(&bits) {
+        return Err(DapError::BadSignature);
+    }
+    let key = RsaPublicKey::new(n, e).map_err(|_| DapError::BadSignature)?;
+    if signature.len() != key.size() {
+        return Err(DapError::BadSignature);
+    }
+    let verified = match AsymmetricDap::for_rsa_bits(bits) {
+        AsymmetricDap::RsaPkcs1Sha1 => key.verify(
+            Pkcs1v15Sign::new::<Sha1>(),
+            &Sha1::digest(lfdb_hash),
+            signature,
+        ),
+        _ => key.verify(
+            rsa::pss::Pss::new_with_salt::<Sha256>(32),
+            &Sha256::digest(lfdb_hash),
+            signature,
+        ),
+    };
+    verified.map_err(|_| DapError::BadSignature)
+}
+
+/// Verifies an ECDSA P-256 DAP (`r ‖ s`) over `lfdb_hash` with the public key as an uncompressed
+/// (`04 ‖ X ‖ Y`) or compressed SEC1 point, as PUT KEY carries it in tag `B0`.
+#[cfg(feature = "asymmetric")]
+pub fn verify_dap_ecdsa_p256(
+    public_point: &[u8],
+    lfdb_hash: &[u8],
+    signature: &[u8],
+) -> Result<(), DapError> {
+    use p256::ecdsa::signature::Verifier;
+    use p256::ecdsa::{Signature, VerifyingKey};
+    let key = VerifyingKey::from_sec1_bytes(public_point).map_err(|_| DapError::BadSignature)?;
+    let sig = Signature::from_slice(signature).map_err(|_| DapError::BadSignature)?;
+    key.verify(lfdb_hash, &sig)
+        .map_err(|_| DapError::BadSignature)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn h(s: &str) -> Vec<u8> {
         hex::decode(s).unwrap()
@@ -302,6 +393,74 @@ mod tests {
         k2.decrypt_block((&mut state).into());
         k1.encrypt_block((&mut state).into());
         assert_eq!(retail_mac(&Des3Key::from_slice(&key).unwrap(), data), state);
+    }
+
+    #[cfg(feature = "asymmetric")]
+    #[test]
+    fn ecdsa_dap_round_trip_and_refusals() {
+        use p256::ecdsa::signature::Signer;
+        use p256::ecdsa::{Signature, SigningKey};
+        let sk = SigningKey::from_slice(&[0x11; 32]).unwrap();
+        let point = sk.verifying_key().to_encoded_point(false);
+        let hash = h(EMPTY_SHA256);
+        let sig: Signature = sk.sign(&hash);
+        let raw = sig.to_bytes();
+        verify_dap_ecdsa_p256(point.as_bytes(), &hash, &raw).unwrap();
+        let mut bad = raw.to_vec();
+        bad[10] ^= 1;
+        assert_eq!(
+            verify_dap_ecdsa_p256(point.as_bytes(), &hash, &bad),
+            Err(DapError::BadSignature)
+        );
+        assert_eq!(
+            verify_dap_ecdsa_p256(point.as_bytes(), &h(EMPTY_SHA1), &raw),
+            Err(DapError::BadSignature)
+        );
+        assert_eq!(
+            verify_dap_ecdsa_p256(&[0x04; 65], &hash, &raw),
+            Err(DapError::BadSignature)
+        );
+        assert_eq!(
+            verify_dap_ecdsa_p256(point.as_bytes(), &hash, &raw[..63]),
+            Err(DapError::BadSignature)
+        );
+    }
+
+    #[cfg(feature = "asymmetric")]
+    #[test]
+    fn rsa_dap_refuses_hostile_keys_and_signatures() {
+        assert_eq!(
+            AsymmetricDap::for_rsa_bits(1024),
+            AsymmetricDap::RsaPkcs1Sha1
+        );
+        assert_eq!(
+            AsymmetricDap::for_rsa_bits(2048),
+            AsymmetricDap::RsaPssSha256
+        );
+        let hash = h(EMPTY_SHA1);
+        // Too short, too long, even exponent, empty: refused without panicking.
+        for (n, e) in [
+            (vec![0xC5; 32], vec![1, 0, 1]),
+            (vec![0xC5; 1024], vec![1, 0, 1]),
+            (vec![0xC5; 128], vec![2]),
+            (Vec::new(), Vec::new()),
+        ] {
+            assert_eq!(
+                verify_dap_rsa(&n, &e, &hash, &[0; 128]),
+                Err(DapError::BadSignature)
+            );
+        }
+        // A plausible key with a wrong-length and a wrong signature.
+        let mut n = vec![0xC5; 128];
+        n[127] |= 1;
+        assert_eq!(
+            verify_dap_rsa(&n, &[1, 0, 1], &hash, &[1; 127]),
+            Err(DapError::BadSignature)
+        );
+        assert_eq!(
+            verify_dap_rsa(&n, &[1, 0, 1], &hash, &[1; 128]),
+            Err(DapError::BadSignature)
+        );
     }
 
     #[test]

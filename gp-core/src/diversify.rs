@@ -1,4 +1,5 @@
-//! Per-card key diversification schemes known to off-card tools as `emv`, `visa2` and `kdf3`.
+//! Per-card key diversification schemes known to off-card tools as `emv`, `visa2` and `kdf3`, plus
+//! this project's `aes` scheme for SCP03 key sets derived inside a PKCS#11 token.
 //!
 //! Each card's keys are derived from a master key and the card's key diversification data (KDD,
 //! the first ten bytes of the INITIALIZE UPDATE response), so one extracted card key reveals no
@@ -25,6 +26,11 @@ pub enum Scheme {
     Visa2,
     /// AES scheme: AES-CMAC under the master over `i ‖ 00 00 00 ‖ kk ‖ 00 ‖ KDD`, i = 1, 2, …
     Kdf3,
+    /// This project's AES scheme for SCP03 key sets: AES-ECB under the master over the blocks of
+    /// [`aes_derivation_data`]. It exists because a PKCS#11 token can compute it inside with
+    /// `CKM_AES_ECB_ENCRYPT_DATA`, which every token with AES offers, while `kdf3` needs an
+    /// SP 800-108 KDF mechanism that many tokens (SoftHSM2 among them) lack.
+    Aes,
 }
 
 impl Scheme {
@@ -34,6 +40,7 @@ impl Scheme {
             Scheme::Emv => "emv",
             Scheme::Visa2 => "visa2",
             Scheme::Kdf3 => "kdf3",
+            Scheme::Aes => "aes",
         }
     }
 }
@@ -46,7 +53,7 @@ impl fmt::Display for Scheme {
 
 impl FromStr for Scheme {
     type Err = DiversifyError;
-    /// Accepts `emv`, `visa2`, `kdf3` (case-insensitive).
+    /// Accepts `emv`, `visa2`, `kdf3`, `aes` (case-insensitive).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.eq_ignore_ascii_case("emv") {
             Ok(Scheme::Emv)
@@ -54,6 +61,8 @@ impl FromStr for Scheme {
             Ok(Scheme::Visa2)
         } else if s.eq_ignore_ascii_case("kdf3") {
             Ok(Scheme::Kdf3)
+        } else if s.eq_ignore_ascii_case("aes") {
+            Ok(Scheme::Aes)
         } else {
             Err(DiversifyError::UnknownScheme)
         }
@@ -100,7 +109,7 @@ impl fmt::Display for DiversifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DiversifyError::UnknownScheme => {
-                f.write_str("unknown diversification scheme (emv, visa2, kdf3)")
+                f.write_str("unknown diversification scheme (emv, visa2, kdf3, aes)")
             }
             DiversifyError::WrongSchemeKind => {
                 f.write_str("operation does not apply to this diversification scheme")
@@ -115,7 +124,7 @@ impl fmt::Display for DiversifyError {
 /// The 16 bytes that are 3DES-ECB encrypted under the master for `emv` and `visa2`.
 ///
 /// Fails with [`DiversifyError::WrongSchemeKind`] for `kdf3`, whose PRF input is
-/// [`kdf3_input`] instead.
+/// [`kdf3_input`] instead, and for `aes`, whose input is [`aes_derivation_data`].
 pub fn derivation_data(
     scheme: Scheme,
     kdd: &[u8; 10],
@@ -130,8 +139,48 @@ pub fn derivation_data(
         Scheme::Visa2 => Ok([
             k0, k1, k4, k5, k6, k7, 0xF0, kk, k0, k1, k4, k5, k6, k7, 0x0F, kk,
         ]),
-        Scheme::Kdf3 => Err(DiversifyError::WrongSchemeKind),
+        Scheme::Kdf3 | Scheme::Aes => Err(DiversifyError::WrongSchemeKind),
     }
+}
+
+/// The `aes` scheme's domain tag, the last three bytes of every block (ASCII `AES`): keeps its
+/// blocks apart from the `emv`/`visa2` patterns (`F0`/`0F` at bytes 6 and 14).
+pub const AES_SCHEME_TAG: [u8; 3] = *b"AES";
+
+/// The data the `aes` scheme encrypts with AES-ECB under the master to make a key of `key_len`
+/// bytes (16, 24 or 32).
+///
+/// Layout (documented here because it is this project's own): `n = ceil(key_len / 16)` blocks of
+/// 16 bytes, block `i` (1-based) being
+///
+/// ```text
+/// KDD(10) ‖ kk(1) ‖ i(1) ‖ key_len(1) ‖ 41 45 53 ("AES")
+/// ```
+///
+/// and the card key is the first `key_len` bytes of `AES-ECB(master, block_1 ‖ … ‖ block_n)`.
+/// Why each field: the KDD makes the key per card; `kk` (01 ENC, 02 MAC, 03 DEK) per role; `i`
+/// makes the blocks of a long key differ; `key_len` keeps an AES-128 key from being the prefix of
+/// the AES-256 key of the same card and role; the tag separates the scheme from the 3DES ones.
+/// ECB over independent blocks is exactly what `CKM_AES_ECB_ENCRYPT_DATA` computes in a token.
+pub fn aes_derivation_data(
+    kdd: &[u8; 10],
+    role: KeyRole,
+    key_len: usize,
+) -> Result<Vec<u8>, DiversifyError> {
+    let len = u8::try_from(key_len)
+        .ok()
+        .filter(|l| matches!(l, 16 | 24 | 32))
+        .ok_or(DiversifyError::BadMasterLength(key_len))?;
+    let blocks = key_len.div_ceil(16);
+    let mut out = Vec::with_capacity(blocks * 16);
+    for i in 1..=blocks {
+        out.extend_from_slice(kdd);
+        out.push(role as u8);
+        out.push(i as u8);
+        out.push(len);
+        out.extend_from_slice(&AES_SCHEME_TAG);
+    }
+    Ok(out)
 }
 
 /// The `kdf3` PRF input for block `i` (1-based): `i ‖ 00 00 00 ‖ kk ‖ 00 ‖ KDD`.
@@ -144,8 +193,8 @@ pub fn kdf3_input(kdd: &[u8; 10], role: KeyRole, i: u8) -> [u8; 16] {
 
 /// Derives a card key in software (reference implementation).
 ///
-/// `emv`/`visa2` need a 16-byte 3DES master and give 16 bytes; `kdf3` takes a 16-, 24- or 32-byte
-/// AES master and gives a key of the same length.
+/// `emv`/`visa2` need a 16-byte 3DES master and give 16 bytes; `kdf3` and `aes` take a 16-, 24-
+/// or 32-byte AES master and give a key of the same length.
 pub fn derive_software(
     scheme: Scheme,
     master: &[u8],
@@ -171,6 +220,20 @@ pub fn derive_software(
                 let block = Zeroizing::new(crypto::aes_cmac(&master, &[&kdf3_input(kdd, role, i)]));
                 out.extend_from_slice(&*block);
                 i = i.wrapping_add(1);
+            }
+            out.truncate(len);
+            Ok(out)
+        }
+        Scheme::Aes => {
+            let master = AesKey::from_slice(master)
+                .map_err(|_| DiversifyError::BadMasterLength(master.len()))?;
+            let len = master.len();
+            let mut out = Zeroizing::new(aes_derivation_data(kdd, role, len)?);
+            for chunk in out.chunks_exact_mut(16) {
+                let mut block = Zeroizing::new([0u8; 16]);
+                block.copy_from_slice(chunk);
+                crypto::aes_encrypt_block(&master, &mut block);
+                chunk.copy_from_slice(&*block);
             }
             out.truncate(len);
             Ok(out)
@@ -293,6 +356,71 @@ mod tests {
     }
 
     #[test]
+    fn aes_scheme_layout_and_reference() {
+        // The layout documented on `aes_derivation_data`.
+        let kdd = kdd("00010203040506070809");
+        assert_eq!(
+            aes_derivation_data(&kdd, KeyRole::Mac, 16).unwrap(),
+            h("00010203040506070809 02 01 10 414553"
+                .replace(' ', "")
+                .as_str())
+        );
+        let d32 = aes_derivation_data(&kdd, KeyRole::Dek, 32).unwrap();
+        assert_eq!(
+            d32,
+            h(
+                "00010203040506070809 03 01 20 414553 00010203040506070809 03 02 20 414553"
+                    .replace(' ', "")
+                    .as_str()
+            )
+        );
+        assert_eq!(
+            aes_derivation_data(&kdd, KeyRole::Enc, 24).unwrap().len(),
+            32
+        );
+        assert_eq!(
+            aes_derivation_data(&kdd, KeyRole::Enc, 20),
+            Err(DiversifyError::BadMasterLength(20))
+        );
+        // Reference: AES-ECB under the master, computed independently with the `aes` crate.
+        use cipher::{BlockEncrypt, KeyInit};
+        let enc = aes::Aes128::new_from_slice(&h(K)).unwrap();
+        let mut block = aes_derivation_data(&kdd, KeyRole::Enc, 16).unwrap();
+        enc.encrypt_block(block.as_mut_slice().into());
+        let k = derive_software(Scheme::Aes, &h(K), &kdd, KeyRole::Enc).unwrap();
+        assert_eq!(*k, block);
+        // Keys of the three roles, and of the same card with a longer master, all differ.
+        let mac = derive_software(Scheme::Aes, &h(K), &kdd, KeyRole::Mac).unwrap();
+        assert_ne!(*k, *mac);
+        let long = derive_software(Scheme::Aes, &[0x40; 32], &kdd, KeyRole::Enc).unwrap();
+        assert_eq!(long.len(), 32);
+        let mid = derive_software(Scheme::Aes, &[0x40; 24], &kdd, KeyRole::Enc).unwrap();
+        assert_eq!(mid.len(), 24);
+        assert_ne!(long[..24], mid[..]);
+        // Master K, KDD 00..09 (computed independently with Python `cryptography`; KCVs by GPC B.6
+        // 652C48 / E0E0AC / 237C30, which signer's in-token test checks).
+        check(
+            Scheme::Aes,
+            "00010203040506070809",
+            [
+                "AFAC56CE7BA260CEDCB72A71EF9B0F5A",
+                "56ECDEA9A8B29524D13194B8E2F106ED",
+                "517399247EAF1C294DB099AD099FDDDC",
+            ],
+        );
+        assert_eq!(
+            derive_software(Scheme::Aes, &[0; 16], &kdd, KeyRole::Enc)
+                .map(|k| hex::encode_upper(&*k))
+                .unwrap(),
+            AES_SCHEME_ZERO_MASTER_ENC
+        );
+    }
+
+    /// `aes` scheme, master 00×16, KDD 00..09, ENC: computed independently (Python `cryptography`,
+    /// AES-ECB of `00..09 01 01 10 414553`) and pinned so the layout cannot drift unnoticed.
+    const AES_SCHEME_ZERO_MASTER_ENC: &str = "EF1115F909EA007A5D1DC579144CF392";
+
+    #[test]
     fn derivation_data_layout() {
         let d = derivation_data(Scheme::Emv, &kdd("00010203040506070809"), KeyRole::Mac).unwrap();
         assert_eq!(
@@ -322,7 +450,7 @@ mod tests {
 
     #[test]
     fn names_and_errors() {
-        for s in [Scheme::Emv, Scheme::Visa2, Scheme::Kdf3] {
+        for s in [Scheme::Emv, Scheme::Visa2, Scheme::Kdf3, Scheme::Aes] {
             assert_eq!(s.to_string().parse::<Scheme>().unwrap(), s);
         }
         assert_eq!("EMV".parse::<Scheme>().unwrap(), Scheme::Emv);

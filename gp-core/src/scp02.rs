@@ -505,15 +505,11 @@ impl Session {
 
     /// Host: builds EXTERNAL AUTHENTICATE (`84 82 level 00 10 cryptogram C-MAC`, zero ICV) and
     /// opens the session.
-    pub fn external_authenticate(
-        &mut self,
-        host_cryptogram: &[u8; 8],
-    ) -> Result<CommandApdu, Scp02Error> {
-        if self.role != Role::Host {
-            return Err(Scp02Error::WrongState);
-        }
+    pub fn external_authenticate(&mut self, host_cryptogram: &[u8; 8]) -> CommandApdu {
         let p1 = self.level.bits();
-        let mac = self.c_mac_over(&[0; 8], 0x84, 0x82, p1, 0x00, host_cryptogram)?;
+        let mut mac_input = alloc::vec![0x84, 0x82, p1, 0x00, 0x10];
+        mac_input.extend_from_slice(host_cryptogram);
+        let mac = retail_mac(&self.keys.mac, &[0; 8], &mac_input);
         self.c_mac = mac;
         self.r_mac = mac;
         self.rmac_command = None;
@@ -521,7 +517,7 @@ impl Session {
         let mut data = Vec::with_capacity(16);
         data.extend_from_slice(host_cryptogram);
         data.extend_from_slice(&mac);
-        Ok(CommandApdu::new(0x84, 0x82, p1, 0x00, data, None))
+        CommandApdu::new(0x84, 0x82, p1, 0x00, data, None)
     }
 
     /// Host: protects a plain command: C-MAC over the plain command with the modified header,
@@ -920,7 +916,7 @@ mod tests {
         let host_c = host_cryptogram(&keys, &hc, iu.sequence_counter, &iu.card_challenge);
 
         let mut host = Session::host(keys.clone(), SecurityLevel::C_MAC).unwrap();
-        let ea = host.external_authenticate(&host_c).unwrap();
+        let ea = host.external_authenticate(&host_c);
         assert_eq!(
             ea.to_bytes(),
             h("84820100107C799B3C771DBAE6BEF49310977617BA")
@@ -935,6 +931,11 @@ mod tests {
         assert_eq!(
             card.verify_external_authenticate(&ea, &host_c).unwrap(),
             SecurityLevel::C_MAC
+        );
+        assert_eq!(
+            card.wrap_response(ResponseApdu::status(Sw::NO_ERROR))
+                .to_bytes(),
+            h("9000")
         );
         let plain = card
             .unwrap_command(&CommandApdu::parse(&wrapped.to_bytes()).unwrap())
@@ -957,7 +958,7 @@ mod tests {
         let host_c = host_cryptogram(&keys, &hc, [0x00, 0x2A], &cc);
         let mut host = Session::host(keys.clone(), level).unwrap();
         let mut card = Session::card(keys);
-        let ea = host.external_authenticate(&host_c).unwrap();
+        let ea = host.external_authenticate(&host_c);
         assert_eq!(
             card.verify_external_authenticate(&ea, &host_c).unwrap(),
             level
@@ -1031,7 +1032,7 @@ mod tests {
             Scp02Error::UnsupportedLevel(0x33)
         );
         let (mut host, _) = pair(SecurityLevel::C_MAC);
-        let mut ea = host.external_authenticate(&[0; 8]).unwrap();
+        let mut ea = host.external_authenticate(&[0; 8]);
         ea.p1 = 0x33;
         let mut card = Session::card(keys_k([0x00, 0x2A]));
         assert_eq!(
@@ -1087,7 +1088,7 @@ mod tests {
     fn external_authenticate_failures() {
         let keys = keys_k([0, 5]);
         let mut host = Session::host(keys.clone(), SecurityLevel::C_MAC).unwrap();
-        let ea = host.external_authenticate(&[7; 8]).unwrap();
+        let ea = host.external_authenticate(&[7; 8]);
         let mut card = Session::card(keys.clone());
         assert_eq!(
             card.verify_external_authenticate(&ea, &[8; 8]).unwrap_err(),
@@ -1128,5 +1129,29 @@ mod tests {
             InitializeUpdateResponse::parse(&scp03),
             Err(Scp02Error::UnsupportedProtocol(3))
         );
+    }
+
+    proptest::proptest! {
+        /// Untrusted bytes into the card side of an open session and into the host's parsers:
+        /// errors, never panics.
+        #[test]
+        fn card_side_never_panics(
+            level_index in 0usize..6,
+            apdu in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            resp in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let level = [0x00u8, 0x01, 0x03, 0x10, 0x11, 0x13].map(|b| SecurityLevel::parse_scp02(b).unwrap())[level_index];
+            let (mut host, mut card) = pair(level);
+            let _ = InitializeUpdateResponse::parse(&apdu);
+            if let Ok(cmd) = CommandApdu::parse(&apdu) {
+                let _ = card.verify_external_authenticate(&cmd, &[0; 8]);
+                let _ = card.unwrap_command(&cmd);
+                let _ = card.wrap_response(ResponseApdu::new(resp.clone(), Sw::NO_ERROR));
+            }
+            let _ = host.wrap(&CommandApdu::new(0x80, 0xCA, 0x00, 0x66, Vec::new(), None));
+            if let Ok(r) = ResponseApdu::parse(&resp) {
+                let _ = host.unwrap_response(&r);
+            }
+        }
     }
 }

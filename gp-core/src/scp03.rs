@@ -547,6 +547,10 @@ pub struct Session {
     mac_chain: [u8; 16],
     /// Encryption counter of the current command (1 for the first after EXTERNAL AUTHENTICATE).
     counter: u64,
+    /// A command went through `wrap` / `unwrap_command` and its response has not been handled
+    /// yet. Keeps the EXTERNAL AUTHENTICATE response (and responses to commands that never
+    /// entered the channel) free of R-MAC, as Amendment D §6.2.5 requires.
+    response_pending: bool,
 }
 
 impl fmt::Debug for Session {
@@ -563,6 +567,9 @@ impl fmt::Debug for Session {
 
 impl Session {
     /// Host side: a session that will request `level` in EXTERNAL AUTHENTICATE.
+    ///
+    /// `level` should be one SCP03 defines ([`SecurityLevel::parse`]); a flag-only constant such as
+    /// [`SecurityLevel::R_MAC`] is sent as it is and the card rejects it with `6A86`.
     pub fn host(keys: SessionKeys, level: SecurityLevel) -> Session {
         Session {
             keys,
@@ -571,6 +578,7 @@ impl Session {
             level,
             mac_chain: [0; 16],
             counter: 0,
+            response_pending: false,
         }
     }
 
@@ -583,6 +591,7 @@ impl Session {
             level: SecurityLevel::NO_SECURITY,
             mac_chain: [0; 16],
             counter: 0,
+            response_pending: false,
         }
     }
 
@@ -613,6 +622,7 @@ impl Session {
 
     fn fail<T>(&mut self, e: Scp03Error) -> Result<T, Scp03Error> {
         self.state = State::Aborted;
+        self.response_pending = false;
         Err(e)
     }
 
@@ -707,6 +717,7 @@ impl Session {
             return Err(Scp03Error::WrongState);
         }
         self.next_counter()?;
+        self.response_pending = true;
         if !self.level.c_mac() {
             return Ok(cmd.clone());
         }
@@ -737,7 +748,8 @@ impl Session {
         ))
     }
 
-    /// Host: checks the R-MAC and decrypts R-ENC data per the level.
+    /// Host: checks the R-MAC and decrypts R-ENC data per the level, for the response to the
+    /// last wrapped command (a second call for the same command gives `WrongState`).
     ///
     /// Error status words (anything but `9000`, `62xx`, `63xx`) carry no protection by
     /// Amendment D §6.2.5; they are returned with an empty data field, since unauthenticated data
@@ -749,6 +761,9 @@ impl Session {
         }
         if !self.level.r_mac() {
             return Ok(resp.clone());
+        }
+        if !core::mem::take(&mut self.response_pending) {
+            return Err(Scp03Error::WrongState);
         }
         if !resp.sw().is_success_or_warning() {
             return Ok(ResponseApdu {
@@ -846,6 +861,7 @@ impl Session {
         }
         self.next_counter()?;
         if !self.level.c_mac() {
+            self.response_pending = true;
             return Ok(cmd.clone());
         }
         if !apdu::has_secure_messaging(cmd.cla) {
@@ -873,6 +889,7 @@ impl Session {
         } else {
             body.to_vec()
         };
+        self.response_pending = true;
         Ok(CommandApdu::new(
             apdu::without_secure_messaging(cmd.cla),
             cmd.ins,
@@ -886,9 +903,12 @@ impl Session {
     /// Card: protects a response per the level: R-ENC of non-empty data, then R-MAC.
     ///
     /// Error status words are returned bare (no data, no R-MAC), as Amendment D §6.2.5 requires.
-    /// Outside an open session the response is returned unchanged.
+    /// Outside an open session, and for a response to a command that did not pass through
+    /// [`Session::unwrap_command`] (such as EXTERNAL AUTHENTICATE itself), the response is
+    /// returned unchanged.
     pub fn wrap_response(&mut self, resp: ResponseApdu) -> ResponseApdu {
-        if self.role != Role::Card || self.state != State::Open || !self.level.r_mac() {
+        let pending = core::mem::take(&mut self.response_pending);
+        if self.role != Role::Card || self.state != State::Open || !self.level.r_mac() || !pending {
             return resp;
         }
         if !resp.sw().is_success_or_warning() {
@@ -1170,6 +1190,19 @@ mod tests {
             card.verify_external_authenticate(&ea, &host_c).unwrap(),
             SecurityLevel::ALL
         );
+        // The EXTERNAL AUTHENTICATE response carries no R-MAC.
+        assert_eq!(
+            card.wrap_response(ResponseApdu::status(Sw::NO_ERROR))
+                .to_bytes(),
+            h("9000")
+        );
+        // The host may not unwrap a response it has no command for.
+        assert_eq!(
+            host.unwrap_response(&ResponseApdu::status(Sw::NO_ERROR))
+                .unwrap_err(),
+            Scp03Error::WrongState
+        );
+        assert!(host.is_open());
     }
 
     #[test]
@@ -1449,5 +1482,29 @@ mod tests {
         );
         assert!(!s.contains("40, 41") && !s.contains("4041"));
         assert!(s.contains("AES-128"));
+    }
+
+    proptest::proptest! {
+        /// Untrusted bytes into the card side of an open session and into the host's parsers:
+        /// errors, never panics.
+        #[test]
+        fn card_side_never_panics(
+            level_index in 0usize..6,
+            apdu in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            resp in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let level = [0x00u8, 0x01, 0x03, 0x11, 0x13, 0x33].map(|b| SecurityLevel::parse(b).unwrap())[level_index];
+            let (mut host, mut card) = pair(level);
+            let _ = InitializeUpdateResponse::parse(&apdu);
+            if let Ok(cmd) = CommandApdu::parse(&apdu) {
+                let _ = card.verify_external_authenticate(&cmd, &[0; 8]);
+                let _ = card.unwrap_command(&cmd);
+                let _ = card.wrap_response(ResponseApdu::new(resp.clone(), Sw::NO_ERROR));
+            }
+            let _ = host.wrap(&CommandApdu::new(0x80, 0xCA, 0x00, 0x66, Vec::new(), None));
+            if let Ok(r) = ResponseApdu::parse(&resp) {
+                let _ = host.unwrap_response(&r);
+            }
+        }
     }
 }

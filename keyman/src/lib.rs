@@ -8,5 +8,8 @@ pub mod error;
 pub mod hsm;
 pub mod ledger;
 pub mod pin;
+pub mod prompt;
+pub mod quorum;
+pub mod secret;
 
 pub use error::Error;

@@ -31,7 +31,10 @@ impl FromStr for PinSource {
         } else if let Some(path) = s.strip_prefix("file:").filter(|p| !p.is_empty()) {
             Ok(PinSource::File(PathBuf::from(path)))
         } else {
-            Err(Error::BadPinSource(s.to_string()))
+            Err(Error::BadPinSource(
+                "use env:NAME or file:PATH, or leave it out to be prompted; a PIN is never taken from the command line"
+                    .into(),
+            ))
         }
     }
 }
@@ -87,8 +90,74 @@ impl std::fmt::Display for PinSource {
     }
 }
 
+/// PIN sources for the tokens of a ceremony: one for every token, and any number for named tokens
+/// (`--pin-source bureau=env:BUREAU_PIN`), so that a ceremony on two organisations' tokens can take each
+/// PIN from its own place.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinSources {
+    default: PinSource,
+    named: Vec<(String, PinSource)>,
+}
+
+impl Default for PinSources {
+    fn default() -> Self {
+        PinSources {
+            default: PinSource::Prompt,
+            named: Vec::new(),
+        }
+    }
+}
+
+impl PinSources {
+    /// Parses `--pin-source` values: `SOURCE` for every token, `NAME=SOURCE` for the token the script
+    /// names `NAME`. Each may be given once.
+    pub fn from_args(args: &[String]) -> Result<PinSources, Error> {
+        let mut out = PinSources::default();
+        let mut default_given = false;
+        for a in args {
+            let named = a
+                .split_once('=')
+                .filter(|(name, _)| !name.is_empty() && !name.contains(':'));
+            match named {
+                Some((name, source)) => {
+                    if out.named.iter().any(|(n, _)| n == name) {
+                        return Err(Error::BadPinSource(format!(
+                            "token '{name}' is given two PIN sources"
+                        )));
+                    }
+                    out.named.push((name.to_string(), source.parse()?));
+                }
+                None => {
+                    if default_given {
+                        return Err(Error::BadPinSource(
+                            "a PIN source for every token is given twice".into(),
+                        ));
+                    }
+                    default_given = true;
+                    out.default = a.parse()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The source for the token a script names `name`.
+    pub fn for_token(&self, name: &str) -> &PinSource {
+        self.named
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(&self.default, |(_, s)| s)
+    }
+
+    /// Token names given a source of their own, to check them against a script.
+    pub fn named(&self) -> impl Iterator<Item = &str> {
+        self.named.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+/// Refuses a file that users other than its owner can read or write.
 #[cfg(unix)]
-fn check_private(path: &std::path::Path) -> Result<(), Error> {
+pub(crate) fn check_private(path: &std::path::Path) -> Result<(), Error> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path)
         .map_err(|e| Error::PinUnavailable(format!("cannot read {}: {e}", path.display())))?;
@@ -103,7 +172,7 @@ fn check_private(path: &std::path::Path) -> Result<(), Error> {
 }
 
 #[cfg(not(unix))]
-fn check_private(_path: &std::path::Path) -> Result<(), Error> {
+pub(crate) fn check_private(_path: &std::path::Path) -> Result<(), Error> {
     Ok(())
 }
 
@@ -125,6 +194,20 @@ mod tests {
         );
         assert!("1234".parse::<PinSource>().is_err());
         assert!("env:".parse::<PinSource>().is_err());
+    }
+
+    #[test]
+    fn pin_sources_per_token() {
+        let s = PinSources::from_args(&["env:A".into(), "bureau=file:/p".into()]).unwrap();
+        assert_eq!(s.for_token("vendor"), &PinSource::Env("A".into()));
+        assert_eq!(s.for_token("bureau"), &PinSource::File("/p".into()));
+        assert!(PinSources::from_args(&["env:A".into(), "env:B".into()]).is_err());
+        assert!(PinSources::from_args(&["x=env:A".into(), "x=env:B".into()]).is_err());
+        assert!(PinSources::from_args(&["x=1234".into()]).is_err());
+        assert_eq!(
+            PinSources::from_args(&[]).unwrap().for_token("t"),
+            &PinSource::Prompt
+        );
     }
 
     #[test]

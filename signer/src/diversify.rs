@@ -4,10 +4,21 @@
 //! card key reveals no other card. The derivation data comes from `gp_core::diversify` (the one
 //! implementation shared with the card's tests); the encryption under the master happens in the token, and
 //! the derived keys exist only as session objects.
+//!
+//! Schemes: `emv` and `visa2` (3DES master, `CKM_DES3_ECB_ENCRYPT_DATA`), `aes` (AES master,
+//! `CKM_AES_ECB_ENCRYPT_DATA` over [`gp_core::diversify::aes_derivation_data`]). `kdf3` needs an
+//! SP 800-108 KDF in the token; where there is none (SoftHSM2) derivation stops with a clear error and no
+//! key is ever exported to compute it outside.
 
 use crate::error::Error;
-use gp_core::diversify::{derivation_data, KeyRole, Scheme};
+use gp_core::diversify::{aes_derivation_data, derivation_data, KeyRole, Scheme};
+use keyman::hsm::signing::DesHalf;
 use keyman::hsm::{DerivedKey, KeyHandle, SecretKeyType, TokenSession, Usage};
+
+/// The `kk` byte used to derive a per-card DAP key: `73`, the key version number GP reserves for DAP
+/// verification. It differs from ENC/MAC/DEK (`01`–`03`), so a DAP key is never equal to a channel key of
+/// the same card even if one master served both.
+pub const DAP_KK: u8 = 0x73;
 
 /// What the derived key set will be used for, which decides attributes and types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,6 +27,8 @@ pub enum Purpose {
     Channel,
     /// Send the keys to a card in a PUT KEY, wrapped under the card's current DEK.
     PutKey,
+    /// Only show the keys' check values (`signer keys derive`): encrypt usage, never extractable.
+    Check,
 }
 
 /// A card's ENC, MAC and DEK keys, derived in the token.
@@ -38,21 +51,9 @@ pub fn derive_card_keys<'s, 'h>(
     out: SecretKeyType,
     purpose: Purpose,
 ) -> Result<CardKeys<'s, 'h>, Error> {
-    if !matches!(scheme, Scheme::Emv | Scheme::Visa2) {
-        return Err(Error::Usage(format!(
-            "scheme {scheme} is not available for in-token derivation yet; use emv or visa2"
-        )));
-    }
-    if master.key_type() != Some(SecretKeyType::Des3TwoKey)
-        && master.key_type() != Some(SecretKeyType::Des3ThreeKey)
-    {
-        return Err(Error::Usage(format!(
-            "scheme {scheme} needs a triple-DES master key"
-        )));
-    }
+    check_master(session, master, scheme, out)?;
     let one = |role: KeyRole, usages: &[Usage]| {
-        let data = derivation_data(scheme, kdd, role)
-            .map_err(|e| Error::Usage(format!("{scheme}: {e}")))?;
+        let data = scheme_data(scheme, kdd, role as u8, out)?;
         session
             .derive_by_encryption(master, &data, out, usages, purpose == Purpose::PutKey)
             .map_err(Error::from)
@@ -65,11 +66,184 @@ pub fn derive_card_keys<'s, 'h>(
             &[Usage::Wrap, Usage::Encrypt],
         ),
         // Keys on their way to a card only need to show their KCV (an encryption) before being wrapped.
-        Purpose::PutKey => (&[Usage::Encrypt], &[Usage::Encrypt], &[Usage::Encrypt]),
+        Purpose::PutKey | Purpose::Check => {
+            (&[Usage::Encrypt], &[Usage::Encrypt], &[Usage::Encrypt])
+        }
     };
     Ok(CardKeys {
         enc: one(KeyRole::Enc, enc_u)?,
         mac: one(KeyRole::Mac, mac_u)?,
         dek: one(KeyRole::Dek, dek_u)?,
     })
+}
+
+/// Derives one key of a card's key set (role `role`) in the token, as a session object with `usages`,
+/// extractable (wrapped only) when `wrap_out` is set. Used where only one key is needed, such as the
+/// current DEK under which a batch wraps new keys.
+#[allow(clippy::too_many_arguments)]
+pub fn derive_one<'s, 'h>(
+    session: &'s TokenSession<'h>,
+    master: KeyHandle,
+    scheme: Scheme,
+    kdd: &[u8; 10],
+    role: KeyRole,
+    out: SecretKeyType,
+    usages: &[Usage],
+    wrap_out: bool,
+) -> Result<DerivedKey<'s, 'h>, Error> {
+    check_master(session, master, scheme, out)?;
+    let data = scheme_data(scheme, kdd, role as u8, out)?;
+    Ok(session.derive_by_encryption(master, &data, out, usages, wrap_out)?)
+}
+
+/// Checks that `master` fits `scheme` and that the token can derive `out` with it, before any derivation.
+pub fn check_master(
+    session: &TokenSession<'_>,
+    master: KeyHandle,
+    scheme: Scheme,
+    out: SecretKeyType,
+) -> Result<(), Error> {
+    let is_des = master.key_type().is_some_and(SecretKeyType::is_des);
+    match scheme {
+        Scheme::Emv | Scheme::Visa2 => {
+            if !is_des {
+                return Err(Error::Usage(format!(
+                    "scheme {scheme} needs a triple-DES master key (the master is {})",
+                    master
+                        .key_type()
+                        .map_or("of unknown type", SecretKeyType::name)
+                )));
+            }
+            if out.byte_len() != 16 {
+                return Err(Error::Usage(format!(
+                    "scheme {scheme} makes 16-byte keys, not {}",
+                    out.name()
+                )));
+            }
+            Ok(())
+        }
+        Scheme::Aes => {
+            if is_des || master.key_type().is_none() {
+                return Err(Error::Usage(format!(
+                    "scheme aes needs an AES master key (the master is {})",
+                    master
+                        .key_type()
+                        .map_or("of unknown type", SecretKeyType::name)
+                )));
+            }
+            if out.is_des() {
+                return Err(Error::Usage("scheme aes makes AES keys".into()));
+            }
+            Ok(())
+        }
+        Scheme::Kdf3 => {
+            session.require_sp800_108()?;
+            Err(Error::Usage("kdf3 is not available".into()))
+        }
+    }
+}
+
+/// The derivation data the token encrypts under the master for one key of `scheme` with role byte `kk`.
+fn scheme_data(
+    scheme: Scheme,
+    kdd: &[u8; 10],
+    kk: u8,
+    out: SecretKeyType,
+) -> Result<Vec<u8>, Error> {
+    let role = match kk {
+        1 => Some(KeyRole::Enc),
+        2 => Some(KeyRole::Mac),
+        3 => Some(KeyRole::Dek),
+        _ => None,
+    };
+    match (scheme, role) {
+        (Scheme::Emv | Scheme::Visa2, Some(role)) => derivation_data(scheme, kdd, role)
+            .map(|d| d.to_vec())
+            .map_err(|e| Error::Usage(format!("{scheme}: {e}"))),
+        (Scheme::Emv | Scheme::Visa2, None) => {
+            // Same layout as the scheme's, with the DAP role byte in place of kk.
+            let mut d = derivation_data(scheme, kdd, KeyRole::Enc)
+                .map_err(|e| Error::Usage(format!("{scheme}: {e}")))?;
+            for at in [7, 15] {
+                if let Some(b) = d.get_mut(at) {
+                    *b = kk;
+                }
+            }
+            Ok(d.to_vec())
+        }
+        (Scheme::Aes, Some(role)) => aes_derivation_data(kdd, role, out.byte_len())
+            .map_err(|e| Error::Usage(format!("aes: {e}"))),
+        (Scheme::Aes, None) => {
+            let mut d = aes_derivation_data(kdd, KeyRole::Enc, out.byte_len())
+                .map_err(|e| Error::Usage(format!("aes: {e}")))?;
+            for block in d.chunks_exact_mut(16) {
+                if let Some(b) = block.get_mut(10) {
+                    *b = kk;
+                }
+            }
+            Ok(d)
+        }
+        (Scheme::Kdf3, _) => Err(Error::Usage(
+            "kdf3 derivation data is a CMAC input; the token cannot use it".into(),
+        )),
+    }
+}
+
+/// The derivation data of a card's DAP key under `scheme` (the scheme's layout with `kk` = [`DAP_KK`]).
+/// Public so that the card side and tests can derive the same key in software.
+pub fn dap_derivation_data(
+    scheme: Scheme,
+    kdd: &[u8; 10],
+    out: SecretKeyType,
+) -> Result<Vec<u8>, Error> {
+    scheme_data(scheme, kdd, DAP_KK, out)
+}
+
+/// A card's DAP key, derived in the token: AES (signs by CMAC) or the two single-DES halves of a 3DES key
+/// (signs by retail MAC, which PKCS#11 has no one mechanism for).
+pub enum CardDapKey<'s, 'h> {
+    /// AES key with the sign usage.
+    Aes(DerivedKey<'s, 'h>),
+    /// K1 and K2 of a two-key 3DES key.
+    Des(DesHalf<'s, 'h>, DesHalf<'s, 'h>),
+}
+
+/// Derives the DAP key of the card with this KDD from the DAP master: `aes` gives an AES key of the
+/// master's length; `emv`/`visa2` give an AES-128 key when `aes_out` is set (3DES master, SCP03-era
+/// cards), else a two-key 3DES key as its two halves.
+pub fn derive_dap_key<'s, 'h>(
+    session: &'s TokenSession<'h>,
+    master: KeyHandle,
+    scheme: Scheme,
+    kdd: &[u8; 10],
+    aes_out: bool,
+) -> Result<CardDapKey<'s, 'h>, Error> {
+    let out = match (scheme, aes_out) {
+        (Scheme::Aes, _) => master.key_type().unwrap_or(SecretKeyType::Aes128),
+        (_, true) => SecretKeyType::Aes128,
+        (_, false) => SecretKeyType::Des3TwoKey,
+    };
+    check_master(session, master, scheme, out)?;
+    let data = dap_derivation_data(scheme, kdd, out)?;
+    if out.is_des() {
+        let (a, b) = data.split_at(8);
+        let k1: [u8; 8] = a
+            .try_into()
+            .map_err(|_| Error::Usage("DES derivation data has 16 bytes".into()))?;
+        let k2: [u8; 8] = b
+            .try_into()
+            .map_err(|_| Error::Usage("DES derivation data has 16 bytes".into()))?;
+        Ok(CardDapKey::Des(
+            session.derive_des_half(master, &k1)?,
+            session.derive_des_half(master, &k2)?,
+        ))
+    } else {
+        Ok(CardDapKey::Aes(session.derive_by_encryption(
+            master,
+            &data,
+            out,
+            &[Usage::Sign],
+            false,
+        )?))
+    }
 }

@@ -44,6 +44,24 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A card list line is malformed.
+    #[error("{} line {line}, {field}: {problem}", path.display())]
+    CardList {
+        /// The card list file.
+        path: std::path::PathBuf,
+        /// 1-based line number.
+        line: u64,
+        /// The field that is wrong (`identity`, `kdd`, `line`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The ledger could not be opened or appended to.
+    #[error("ledger: {0}")]
+    Ledger(#[from] keyman::ledger::LedgerError),
+    /// A DAP or a ciphered LFDB did not verify.
+    #[error("{0}")]
+    Verification(String),
     /// An output already exists; outputs are never overwritten.
     #[error("{0} already exists; outputs are never overwritten")]
     OutputExists(std::path::PathBuf),

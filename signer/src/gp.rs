@@ -2,7 +2,7 @@
 //! fab-fresh card with per-card issuer keys, loading and installing an application, reading the registry.
 
 use crate::channel::{self, SecureChannel, StaticKeys, ISD_AID};
-use crate::diversify::{derive_card_keys, Purpose};
+use crate::diversify::{derive_card_keys, CardKeys, Purpose};
 use crate::error::Error;
 use crate::transport::Transport;
 use gp_core::commands::put_key::{KeyComponent, KeyData, PutKey, PutKeyResponse, KEY_TYPE_AES};
@@ -74,12 +74,70 @@ pub fn personalise(
         SecretKeyType::Aes128,
         Purpose::PutKey,
     )?;
+    let kcvs = put_key_set(&mut ch, token, transport.dek, &new, old_kvn, ISSUER_KVN)?;
+    for state in [INITIALIZED, SECURED] {
+        ch.send_ok(&set_status(0x80, state, &[]), "SET STATUS")?;
+    }
+    Ok(Personalised {
+        kdd,
+        kvn: ISSUER_KVN,
+        kcvs,
+    })
+}
+
+/// Sends one PUT KEY that replaces key set `old_kvn` (0: adds a set) with `new` as key set `new_kvn`, each key
+/// wrapped in the token under `dek` (the card's current static DEK; SCP03: AES-CBC with a zero IV). Checks
+/// that the card confirms exactly the KCVs the token computed. Returns those KCVs (GPC B.6 method).
+pub fn put_key_set(
+    ch: &mut SecureChannel<'_>,
+    token: &TokenSession<'_>,
+    dek: KeyHandle,
+    new: &CardKeys<'_, '_>,
+    old_kvn: u8,
+    new_kvn: u8,
+) -> Result<[[u8; 3]; 3], Error> {
+    let put_key = put_key_apdu(token, dek, new, old_kvn, new_kvn)?;
+    let kcvs = put_key.1;
+    let resp = ch.send_ok(&put_key.0, "PUT KEY")?;
+    let confirmed = PutKeyResponse::parse(&resp.data)
+        .map_err(|e| Error::Card(format!("PUT KEY response: {e}")))?;
+    let expected: Vec<u8> = kcvs.concat();
+    if confirmed.kvn != new_kvn || confirmed.check_values != expected {
+        return Err(Error::Card(format!(
+            "PUT KEY: the card confirmed KVN {:02X} KCVs {} but the token computed {}",
+            confirmed.kvn,
+            hex::encode_upper(&confirmed.check_values),
+            hex::encode_upper(&expected)
+        )));
+    }
+    Ok(kcvs)
+}
+
+/// The PUT KEY command (before secure messaging) carrying `new` wrapped under `dek`, and the KCVs of the
+/// three keys. The wrapping happens in the token: SCP03 AES-CBC with a zero IV under the static DEK. A token
+/// that cannot wrap this way (SoftHSM2 has no DES3 wrap, which SCP02 needs) stops with an error and the
+/// keys are not exported instead.
+pub fn put_key_apdu(
+    token: &TokenSession<'_>,
+    dek: KeyHandle,
+    new: &CardKeys<'_, '_>,
+    old_kvn: u8,
+    new_kvn: u8,
+) -> Result<(gp_core::apdu::CommandApdu, [[u8; 3]; 3]), Error> {
     let mut kcvs = [[0u8; 3]; 3];
     let mut keys = Vec::new();
     for (slot, key) in kcvs.iter_mut().zip([&new.enc, &new.mac, &new.dek]) {
-        let kcv = token.kcv(key.handle())?;
-        let wrapped = token.wrap_cbc_zero_iv(transport.dek, key.handle())?;
-        let clear_len = u8::try_from(SecretKeyType::Aes128.byte_len()).unwrap_or(16);
+        let handle = key.handle();
+        let key_type = handle.key_type().unwrap_or(SecretKeyType::Aes128);
+        if key_type.is_des() || dek.key_type().is_some_and(SecretKeyType::is_des) {
+            return Err(Error::Hsm(keyman::Error::Unsupported(
+                "SCP02 PUT KEY needs the key wrapped with DES3-ECB under the DEK, which this token cannot                  do (SoftHSM2 has no DES3 wrap); the key is never exported in clear instead"
+                    .into(),
+            )));
+        }
+        let kcv = token.kcv(handle)?;
+        let wrapped = token.wrap_cbc_zero_iv(dek, handle)?;
+        let clear_len = u8::try_from(key_type.byte_len()).unwrap_or(16);
         keys.push(KeyData {
             components: vec![KeyComponent {
                 key_type: KEY_TYPE_AES,
@@ -89,32 +147,10 @@ pub fn personalise(
         });
         *slot = kcv.value;
     }
-    let put_key = PutKey {
-        new_kvn: ISSUER_KVN,
-        keys,
-    }
-    .to_apdu(old_kvn, 1)
-    .map_err(|e| Error::Card(format!("PUT KEY: {e}")))?;
-    let resp = ch.send_ok(&put_key, "PUT KEY")?;
-    let confirmed = PutKeyResponse::parse(&resp.data)
-        .map_err(|e| Error::Card(format!("PUT KEY response: {e}")))?;
-    let expected: Vec<u8> = kcvs.concat();
-    if confirmed.kvn != ISSUER_KVN || confirmed.check_values != expected {
-        return Err(Error::Card(format!(
-            "PUT KEY: the card confirmed KVN {:02X} KCVs {} but the token computed {}",
-            confirmed.kvn,
-            hex::encode_upper(&confirmed.check_values),
-            hex::encode_upper(&expected)
-        )));
-    }
-    for state in [INITIALIZED, SECURED] {
-        ch.send_ok(&set_status(0x80, state, &[]), "SET STATUS")?;
-    }
-    Ok(Personalised {
-        kdd,
-        kvn: ISSUER_KVN,
-        kcvs,
-    })
+    let apdu = PutKey { new_kvn, keys }
+        .to_apdu(old_kvn, 1)
+        .map_err(|e| Error::Card(format!("PUT KEY: {e}")))?;
+    Ok((apdu, kcvs))
 }
 
 /// Opens a management channel to the card domain with the card's per-card issuer keys, derived in the token
@@ -157,14 +193,36 @@ pub struct LoadRequest {
     pub applets: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
+/// Where the load goes and what it carries beyond the LFDB: the security domain named in INSTALL
+/// [for load] (the vendor's SSD; the card domain when `None`), the DAP blocks for this card, and the
+/// ciphered LFDB (`D3` ICV, `D4` data) to send instead of the plain one.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The security domain the load file is associated with.
+    pub sd_aid: Option<Vec<u8>>,
+    /// `(security domain AID, signature)` DAP blocks.
+    pub dap_blocks: Vec<(Vec<u8>, Vec<u8>)>,
+    /// `(ICV, ciphered LFDB)` when the LFDB is ciphered.
+    pub ciphered: Option<(Vec<u8>, Vec<u8>)>,
+}
+
 /// Largest LOAD block sent; leaves room for C-DEC padding and the C-MAC within a short APDU.
 pub const LOAD_BLOCK: usize = 200;
 
 /// INSTALL [for load], LOAD, INSTALL [for install and make selectable] through an open channel.
 pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result<(), Error> {
+    load_and_install_with(ch, req, &LoadOptions::default())
+}
+
+/// As [`load_and_install`], naming the security domain, carrying DAP blocks and a ciphered LFDB.
+pub fn load_and_install_with(
+    ch: &mut SecureChannel<'_>,
+    req: &LoadRequest,
+    opts: &LoadOptions,
+) -> Result<(), Error> {
     let for_load = InstallForLoad {
         load_file_aid: req.load_file_aid.clone(),
-        sd_aid: ISD_AID.to_vec(),
+        sd_aid: opts.sd_aid.clone().unwrap_or_else(|| ISD_AID.to_vec()),
         lfdb_hash: req.lfdb_hash.clone(),
         load_parameters: Vec::new(),
         load_token: Vec::new(),
@@ -174,8 +232,14 @@ pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result
         .map_err(|e| Error::Card(format!("INSTALL [for load]: {e}")))?;
     ch.send_ok(&cmd, "INSTALL [for load]")?;
     let load = LoadFile {
-        dap_blocks: Vec::new(),
-        lfdb: LfdbBlock::Plain(req.lfdb.clone()),
+        dap_blocks: opts.dap_blocks.clone(),
+        lfdb: match &opts.ciphered {
+            Some((icv, data)) => LfdbBlock::Ciphered {
+                icv: Some(icv.clone()),
+                data: data.clone(),
+            },
+            None => LfdbBlock::Plain(req.lfdb.clone()),
+        },
     };
     let bytes = load
         .to_bytes()
@@ -200,6 +264,43 @@ pub fn load_and_install(ch: &mut SecureChannel<'_>, req: &LoadRequest) -> Result
             .map_err(|e| Error::Card(format!("INSTALL [for install]: {e}")))?;
         ch.send_ok(&cmd, "INSTALL [for install and make selectable]")?;
     }
+    Ok(())
+}
+
+/// Card life-cycle changes the issuer makes through the card domain (SET STATUS, P1 `80`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardStateChange {
+    /// SECURED → CARD_LOCKED (`7F`): the card answers only the issuer's audit until unlocked.
+    Lock,
+    /// CARD_LOCKED → SECURED (`0F`).
+    Unlock,
+    /// → TERMINATED (`FF`): irreversible.
+    Terminate,
+}
+
+impl CardStateChange {
+    /// The life-cycle code SET STATUS carries.
+    pub fn code(self) -> u8 {
+        match self {
+            CardStateChange::Lock => 0x7F,
+            CardStateChange::Unlock => SECURED,
+            CardStateChange::Terminate => 0xFF,
+        }
+    }
+
+    /// The state's name.
+    pub fn state_name(self) -> &'static str {
+        match self {
+            CardStateChange::Lock => "CARD_LOCKED",
+            CardStateChange::Unlock => "SECURED",
+            CardStateChange::Terminate => "TERMINATED",
+        }
+    }
+}
+
+/// Changes the card's life cycle through an open channel to the card domain.
+pub fn set_card_state(ch: &mut SecureChannel<'_>, change: CardStateChange) -> Result<(), Error> {
+    ch.send_ok(&set_status(0x80, change.code(), &[]), "SET STATUS")?;
     Ok(())
 }
 

@@ -3,13 +3,20 @@
 //! Modules: [`cap`] turns CAP files into load file data blocks, [`package`] makes and checks packages,
 //! [`diversify`] derives per-card keys inside the token, [`channel`] opens GlobalPlatform secure channels
 //! whose static keys stay in the token, [`gp`] performs card management through them, and [`transport`]
-//! reaches the card.
+//! reaches the card. [`cards`] reads card lists, [`dap`] makes and checks DAP signatures in the vendor's
+//! token, [`cipher`] makes ciphered load files, [`records`] appends to the ledger, and [`batch`] runs
+//! personalisation batches.
+pub mod batch;
 pub mod cap;
+pub mod cards;
 pub mod channel;
+pub mod cipher;
+pub mod dap;
 pub mod diversify;
 pub mod error;
 pub mod gp;
 pub mod package;
+pub mod records;
 pub mod transport;
 
 pub use error::Error;

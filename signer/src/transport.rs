@@ -34,6 +34,15 @@ impl FromStr for CardRef {
     }
 }
 
+impl std::fmt::Display for CardRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CardRef::Sim(p) => write!(f, "sim:{}", p.display()),
+            CardRef::Pcsc(r) => write!(f, "pcsc:{r}"),
+        }
+    }
+}
+
 /// A connection that moves raw APDU bytes to a card and back.
 pub trait Transport {
     /// Sends one command APDU and returns the raw response (data ‖ SW1 SW2).
@@ -104,12 +113,89 @@ impl Transport for SimTransport {
     }
 }
 
+/// A card in a PC/SC reader (through pcscd), for real readers and for the simulator behind vpcd.
+pub struct PcscTransport {
+    card: pcsc::Card,
+    reader: String,
+}
+
+impl PcscTransport {
+    /// Connects to the card in the reader whose name is `wanted` or contains it (exactly one must match).
+    pub fn open(wanted: &str) -> Result<PcscTransport, Error> {
+        let pcsc_err = |what: &str, e: pcsc::Error| Error::Card(format!("PC/SC {what}: {e}"));
+        let ctx = pcsc::Context::establish(pcsc::Scope::User)
+            .map_err(|e| pcsc_err("(is pcscd running?)", e))?;
+        let names: Vec<std::ffi::CString> = match ctx.list_readers_owned() {
+            Ok(n) => n,
+            Err(pcsc::Error::NoReadersAvailable) => Vec::new(),
+            Err(e) => return Err(pcsc_err("reader list", e)),
+        };
+        let readable: Vec<String> = names
+            .iter()
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        let exact = readable.iter().position(|r| r == wanted);
+        let matching: Vec<usize> = match exact {
+            Some(i) => vec![i],
+            None => readable
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.contains(wanted))
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        let index = match matching.as_slice() {
+            [one] => *one,
+            [] => {
+                return Err(Error::Card(format!(
+                    "no PC/SC reader matches '{wanted}' (readers: {})",
+                    if readable.is_empty() {
+                        "none".to_string()
+                    } else {
+                        readable.join(", ")
+                    }
+                )))
+            }
+            more => {
+                return Err(Error::Card(format!(
+                    "{} PC/SC readers match '{wanted}'; give more of the name",
+                    more.len()
+                )))
+            }
+        };
+        let (Some(name), Some(reader)) = (names.get(index), readable.get(index)) else {
+            return Err(Error::Card("the reader list changed".into()));
+        };
+        let card = ctx
+            .connect(name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)
+            .map_err(|e| pcsc_err(&format!("connect to '{reader}'"), e))?;
+        Ok(PcscTransport {
+            card,
+            reader: reader.clone(),
+        })
+    }
+
+    /// The reader's full name.
+    pub fn reader(&self) -> &str {
+        &self.reader
+    }
+}
+
+impl Transport for PcscTransport {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; pcsc::MAX_BUFFER_SIZE_EXTENDED];
+        let resp = self
+            .card
+            .transmit(apdu, &mut buf)
+            .map_err(|e| Error::Card(format!("PC/SC transmit on '{}': {e}", self.reader)))?;
+        Ok(resp.to_vec())
+    }
+}
+
 /// Connects to the card a [`CardRef`] names.
 pub fn connect(card: &CardRef) -> Result<Box<dyn Transport>, Error> {
     match card {
         CardRef::Sim(path) => Ok(Box::new(SimTransport::open(path)?)),
-        CardRef::Pcsc(_) => Err(Error::Usage(
-            "PC/SC delivery is not built into this signer yet; use sim:IMAGE".into(),
-        )),
+        CardRef::Pcsc(reader) => Ok(Box::new(PcscTransport::open(reader)?)),
     }
 }

@@ -66,6 +66,71 @@ impl SoftHsm {
         c
     }
 
+    /// Generates a signing key pair in `token` with `pkcs11-tool` (OpenSC): `kind` is `rsa:1024`,
+    /// `rsa:2048` or `EC:prime256v1`. Both halves get `label`.
+    pub fn keypair(&self, token: &str, label: &str, id: &str, kind: &str) {
+        let out = Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", self.conf())
+            .args([
+                "--module",
+                "/usr/lib/softhsm/libsofthsm2.so",
+                "--token-label",
+                token,
+            ])
+            .args([
+                "--login",
+                "--pin",
+                &self.pin,
+                "--keypairgen",
+                "--key-type",
+                kind,
+            ])
+            .args(["--label", label, "--id", id])
+            .output()
+            .expect("pkcs11-tool must be installed (./run test installs opensc)");
+        assert!(
+            out.status.success(),
+            "pkcs11-tool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Exports the public key `label` of `token` as a PEM file and returns its path.
+    pub fn public_pem(&self, token: &str, label: &str) -> PathBuf {
+        let der = self.path(&format!("{label}.der"));
+        let pem = self.path(&format!("{label}.pem"));
+        let out = Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", self.conf())
+            .args([
+                "--module",
+                "/usr/lib/softhsm/libsofthsm2.so",
+                "--token-label",
+                token,
+            ])
+            .args(["--read-object", "--type", "pubkey", "--label", label, "-o"])
+            .arg(&der)
+            .output()
+            .expect("pkcs11-tool");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("openssl")
+            .args(["pkey", "-pubin", "-inform", "DER", "-in"])
+            .arg(&der)
+            .arg("-out")
+            .arg(&pem)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pem
+    }
+
     /// A path inside the store's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -144,4 +209,236 @@ pub fn root() -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf()
+}
+
+/// The real PC/SC stack for the interoperability tests (docs/interop.md): pcscd with vsmartcard's
+/// vpcd driver, whose readers the simulated card plugs into.
+pub mod pcsc_stack {
+    use std::ffi::CString;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    /// pcscd as Debian installs it.
+    pub const PCSCD: &str = "/usr/sbin/pcscd";
+    /// vsmartcard's vpcd driver, as Debian's `vsmartcard-vpcd` installs it.
+    pub const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
+
+    /// Why the PC/SC stack cannot run here (a missing package), or `None` when it can.
+    pub fn unavailable() -> Option<String> {
+        for (path, package) in [(PCSCD, "pcscd"), (VPCD_DRIVER, "vsmartcard-vpcd")] {
+            if !Path::new(path).exists() {
+                return Some(format!(
+                    "{path} is missing (Debian package {package}; ./run test installs it)"
+                ));
+            }
+        }
+        None
+    }
+
+    fn terminate(child: &mut Child) {
+        // SIGTERM first so pcscd removes its socket and pid file; SIGKILL if it lingers.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// A running pcscd: one this guard started (stopped on drop, even when the test fails) or,
+    /// when one already answers, that one (left alone: it is not ours).
+    pub struct Pcscd {
+        child: Option<Child>,
+        log: Option<PathBuf>,
+    }
+
+    impl Pcscd {
+        /// Use the running pcscd or start `pcscd --foreground`, logging to `log`.
+        pub fn start(log: &Path) -> Pcscd {
+            if pcsc::Context::establish(pcsc::Scope::User).is_ok() {
+                return Pcscd {
+                    child: None,
+                    log: None,
+                };
+            }
+            let out = std::fs::File::create(log).expect("pcscd log file");
+            let err = out.try_clone().expect("pcscd log file");
+            let child = Command::new(PCSCD)
+                .args(["--foreground", "--error"])
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("start pcscd");
+            let mut guard = Pcscd {
+                child: Some(child),
+                log: Some(log.to_path_buf()),
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while pcsc::Context::establish(pcsc::Scope::User).is_err() {
+                let exited = guard
+                    .child
+                    .as_mut()
+                    .and_then(|c| c.try_wait().ok().flatten());
+                if exited.is_some() || Instant::now() > deadline {
+                    panic!(
+                        "pcscd did not start ({}): {}",
+                        exited.map_or("timeout".to_string(), |s| s.to_string()),
+                        guard.log_text()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            guard
+        }
+
+        /// Whether this guard started pcscd (and will stop it).
+        pub fn started_here(&self) -> bool {
+            self.child.is_some()
+        }
+
+        /// What pcscd logged, when this guard started it.
+        pub fn log_text(&self) -> String {
+            self.log
+                .as_ref()
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .unwrap_or_default()
+        }
+    }
+
+    impl Drop for Pcscd {
+        fn drop(&mut self) {
+            if let Some(child) = &mut self.child {
+                terminate(child);
+            }
+        }
+    }
+
+    /// `card-sim serve` plugging a card image into vpcd; stopped on drop.
+    pub struct CardSim {
+        child: Child,
+        log: PathBuf,
+    }
+
+    impl CardSim {
+        /// Serve `image` on vpcd at `127.0.0.1:port`, logging to `log`.
+        pub fn serve(image: &Path, port: u16, log: &Path) -> CardSim {
+            let out = std::fs::File::create(log).expect("card-sim log file");
+            let err = out.try_clone().expect("card-sim log file");
+            let child = Command::new(crate::bin("card-sim"))
+                .arg("serve")
+                .arg("--image")
+                .arg(image)
+                .arg("--vpcd")
+                .arg(format!("127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(out)
+                .stderr(err)
+                .spawn()
+                .expect("start card-sim serve");
+            CardSim {
+                child,
+                log: log.to_path_buf(),
+            }
+        }
+
+        /// Wait until the card in `reader` answers SELECT of the ISD through PC/SC (pcscd polls
+        /// vpcd), or panic after `timeout`.
+        pub fn wait_for_card(&mut self, reader: &str, timeout: Duration) {
+            let name = CString::new(reader).expect("reader name");
+            let deadline = Instant::now() + timeout;
+            loop {
+                let attempt = pcsc::Context::establish(pcsc::Scope::User).and_then(|ctx| {
+                    let card = ctx.connect(&name, pcsc::ShareMode::Shared, pcsc::Protocols::ANY)?;
+                    let mut buf = [0u8; 258];
+                    let answered = card
+                        .transmit(&[0x00, 0xA4, 0x04, 0x00, 0x00], &mut buf)
+                        .map(|r| r.ends_with(&[0x90, 0x00]));
+                    let _ = card.disconnect(pcsc::Disposition::LeaveCard);
+                    match answered {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(pcsc::Error::UnknownCard),
+                        Err(e) => Err(e),
+                    }
+                });
+                match attempt {
+                    Ok(()) => return,
+                    Err(e) => {
+                        if let Ok(Some(status)) = self.child.try_wait() {
+                            panic!("card-sim serve exited ({status}): {}", self.log_text());
+                        }
+                        if Instant::now() > deadline {
+                            panic!(
+                                "no card answering in reader {reader:?} after {timeout:?} ({e}); \
+                                 card-sim: {}",
+                                self.log_text()
+                            );
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        /// Stop card-sim and wait until pcscd reports `reader` empty, so that the next card
+        /// plugged in is not mistaken for this one.
+        pub fn remove(mut self, reader: &str) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let name = CString::new(reader).expect("reader name");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                let empty = pcsc::Context::establish(pcsc::Scope::User).and_then(|ctx| {
+                    let mut states = [pcsc::ReaderState::new(
+                        name.as_c_str(),
+                        pcsc::State::UNAWARE,
+                    )];
+                    ctx.get_status_change(Duration::from_millis(0), &mut states)?;
+                    Ok(!states[0].event_state().contains(pcsc::State::PRESENT))
+                });
+                if empty.unwrap_or(true) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            panic!("pcscd still sees a card in {reader:?} 10 s after card-sim stopped");
+        }
+
+        /// What card-sim logged.
+        pub fn log_text(&self) -> String {
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        }
+    }
+
+    impl Drop for CardSim {
+        fn drop(&mut self) {
+            // card-sim keeps nothing in RAM worth saving: every change is already in the image.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The Python interpreter of the virtual environment `scripts/interop-setup.sh` makes for the
+/// foreign GlobalPlatform tool (Py-GP); `INTEROP_VENV` overrides its location.
+pub fn interop_python() -> PathBuf {
+    let venv = std::env::var_os("INTEROP_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target").join("interop-venv"));
+    let python = venv.join("bin").join("python");
+    assert!(
+        python.exists(),
+        "{} is missing: the interoperability tests drive the card with Py-GP from that virtual \
+         environment; run `./run test` (or scripts/interop-setup.sh) to make it",
+        python.display()
+    );
+    python
 }

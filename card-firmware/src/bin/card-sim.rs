@@ -121,8 +121,18 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             println!("KDD:         {}", hex(&state.kdd));
             println!(
-                "ISD:         A000000151000000, SCP{:02X} i={:02X}, failed authentications {}/{}",
-                state.isd.scp.scp, state.isd.scp.i, state.isd.failed_auth, state.isd.auth_limit
+                "state:       {} bytes of {} per journal slot",
+                state.to_bytes().len(),
+                card_firmware::sim::IMAGE_SIZE / 2 - 28
+            );
+            println!(
+                "ISD:         A000000151000000, SCP{:02X} i={:02X}, failed authentications {}/{}, \
+                 confirmation counter {}",
+                state.isd.scp.scp,
+                state.isd.scp.i,
+                state.isd.failed_auth,
+                state.isd.auth_limit,
+                state.confirmation_counter
             );
             for set in &state.isd.sets {
                 println!(
@@ -130,13 +140,15 @@ fn run(cli: Cli) -> Result<(), String> {
                     set.kvn, set.sequence_counter
                 );
                 for key in &set.keys {
-                    let (kcv, method) = key.kcv();
+                    let check = match key.kcv() {
+                        Some((kcv, method)) => format!("KCV {} [{method}]", hex(&kcv)),
+                        None => "public key, no KCV".to_string(),
+                    };
                     println!(
-                        "  key {:02X}:    type {:02X}, {} bytes, KCV {} [{method}]",
+                        "  key {:02X}:    type {:02X}, {} bytes, {check}",
                         key.id,
                         key.key_type.code(),
                         key.len(),
-                        hex(&kcv)
                     );
                 }
             }

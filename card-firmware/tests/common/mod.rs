@@ -34,6 +34,7 @@ pub fn fab() -> FabSettings {
         kvn: 0x30,
         key: K,
         kdd: KDD,
+        rng_seed: [0x5A; 16],
     }
 }
 
@@ -86,6 +87,14 @@ impl Terminal {
         self.session = None;
         let mut apdu = vec![0x00, 0xA4, 0x04, 0x00, 0x08];
         apdu.extend_from_slice(ISD_AID.as_bytes());
+        apdu.push(0x00);
+        card.process(&apdu)
+    }
+
+    pub fn select(&mut self, card: &mut Card<RamStorage>, aid: &[u8]) -> Vec<u8> {
+        self.session = None;
+        let mut apdu = vec![0x00, 0xA4, 0x04, 0x00, aid.len() as u8];
+        apdu.extend_from_slice(aid);
         apdu.push(0x00);
         card.process(&apdu)
     }
@@ -165,6 +174,29 @@ pub fn cmd(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8]) -> CommandApdu {
 
 fn kcv_aes(key: &[u8; 16]) -> [u8; 3] {
     gp_core::kcv::kcv_aes(&AesKey::from_slice(key).unwrap())
+}
+
+/// PUT KEY data for one key: new KVN ‖ key field (`88` AES or `80` 3DES) encrypted under the
+/// AES `dek` (SCP03), with its KCV.
+pub fn put_one_key_data(kvn: u8, key_type: u8, key: &[u8; 16], dek: &[u8; 16]) -> Vec<u8> {
+    let dek = AesKey::from_slice(dek).unwrap();
+    let enc = scp03::encrypt_key_data(&dek, key);
+    let mut data = vec![kvn, key_type];
+    if key_type == 0x88 {
+        data.extend_from_slice(&[0x11, 0x10]);
+    } else {
+        data.push(0x10);
+    }
+    data.extend_from_slice(&enc);
+    data.push(0x03);
+    if key_type == 0x88 {
+        data.extend_from_slice(&kcv_aes(key));
+    } else {
+        data.extend_from_slice(&gp_core::kcv::kcv_des3(
+            &gp_core::keys::Des3Key::from_slice(key).unwrap(),
+        ));
+    }
+    data
 }
 
 /// PUT KEY data: new KVN ‖ three AES key fields encrypted under `dek`.
@@ -282,4 +314,111 @@ pub fn load_and_install(card: &mut Card<RamStorage>, t: &mut Terminal) {
         ),
     );
     assert_eq!(r.sw, 0x9000);
+}
+
+// ---- Security domains and delegated management -------------------------------------------------
+
+pub const SD_PACKAGE: [u8; 7] = [0xA0, 0, 0, 0x01, 0x51, 0x53, 0x50];
+pub const SD_MODULE: [u8; 8] = [0xA0, 0, 0, 0x01, 0x51, 0x53, 0x50, 0x41];
+/// A supplementary security domain the tests create.
+pub const SSD: [u8; 10] = [0xA0, 0, 0, 0x01, 0x51, 0x53, 0x50, 0x41, 0x00, 0x01];
+/// The issuer's token key (ISD KVN 70) and receipt key (ISD KVN 71), AES-128.
+pub const TOKEN_KEY: [u8; 16] = [0x70; 16];
+pub const RECEIPT_KEY: [u8; 16] = [0x71; 16];
+
+pub fn lv(out: &mut Vec<u8>, v: &[u8]) {
+    out.push(v.len() as u8);
+    out.extend_from_slice(v);
+}
+
+/// INSTALL [for install] data up to (not including) the token length field.
+pub fn install_body(elf: &[u8], module: &[u8], app: &[u8], privileges: &[u8]) -> Vec<u8> {
+    let mut d = Vec::new();
+    lv(&mut d, elf);
+    lv(&mut d, module);
+    lv(&mut d, app);
+    lv(&mut d, privileges);
+    d.extend_from_slice(&[0x02, 0xC9, 0x00]);
+    d
+}
+
+/// INSTALL [for load] data up to (not including) the token length field.
+pub fn load_body(package: &[u8], sd: &[u8], hash: &[u8]) -> Vec<u8> {
+    let mut d = Vec::new();
+    lv(&mut d, package);
+    lv(&mut d, sd);
+    lv(&mut d, hash);
+    d.push(0x00);
+    d
+}
+
+/// INSTALL [for install and make selectable] of an SSD with `privileges`.
+pub fn install_ssd(
+    card: &mut Card<RamStorage>,
+    t: &mut Terminal,
+    aid: &[u8],
+    privileges: [u8; 3],
+) -> u16 {
+    let mut d = install_body(&SD_PACKAGE, &SD_MODULE, aid, &privileges);
+    d.push(0x00);
+    t.send(card, cmd(0x80, 0xE6, 0x0C, 0x00, &d)).sw
+}
+
+/// The AES token (CMAC under [`TOKEN_KEY`]) over `P1 P2 len body` (GP C.4).
+pub fn aes_token(p1: u8, p2: u8, body: &[u8]) -> Vec<u8> {
+    let mut input = vec![p1, p2, body.len() as u8];
+    input.extend_from_slice(body);
+    gp_core::dap::dap_aes(&AesKey::from_slice(&TOKEN_KEY).unwrap(), &input).to_vec()
+}
+
+/// `body ‖ len ‖ token`.
+pub fn with_token(body: &[u8], token: &[u8]) -> Vec<u8> {
+    let mut d = body.to_vec();
+    lv(&mut d, token);
+    d
+}
+
+/// Put the token and receipt keys into the ISD (issuer session open on `t`).
+pub fn put_dm_keys(card: &mut Card<RamStorage>, t: &mut Terminal, token: bool, receipt: bool) {
+    if token {
+        let d = put_one_key_data(0x70, 0x88, &TOKEN_KEY, &NEW_DEK);
+        assert_eq!(t.send(card, cmd(0x80, 0xD8, 0x00, 0x01, &d)).sw, 0x9000);
+    }
+    if receipt {
+        let d = put_one_key_data(0x71, 0x88, &RECEIPT_KEY, &NEW_DEK);
+        assert_eq!(t.send(card, cmd(0x80, 0xD8, 0x00, 0x01, &d)).sw, 0x9000);
+    }
+}
+
+/// A secured card with an SSD of `privileges` and the DM keys; returns the card with a session
+/// open on the SSD (transport keys, level 33).
+pub fn card_with_ssd(privileges: [u8; 3]) -> (Card<RamStorage>, Terminal) {
+    let mut card = new_card();
+    let mut t = Terminal::new();
+    personalise(&mut card, &mut t);
+    assert_eq!(t.authenticate(&mut card, ISSUER, 0x33), 0x9000);
+    put_dm_keys(&mut card, &mut t, true, true);
+    assert_eq!(install_ssd(&mut card, &mut t, &SSD, privileges), 0x9000);
+    let mut v = Terminal::new();
+    assert_eq!(sw(&v.select(&mut card, &SSD)), 0x9000);
+    assert_eq!(v.authenticate(&mut card, TRANSPORT, 0x33), 0x9000);
+    (card, v)
+}
+
+/// Check a confirmation `L ‖ Lr ‖ receipt ‖ 02 counter Lu unique [Lt token-id]` (GP Table 11-13)
+/// against the receipt key: AES-CMAC over the confirmation data followed by `fields`.
+pub fn check_receipt(resp: &[u8], counter: u16, unique: &[u8], fields: &[u8]) {
+    let (l, rest) = resp.split_first().unwrap();
+    assert_eq!(*l as usize, rest.len(), "confirmation length");
+    let (lr, rest) = rest.split_first().unwrap();
+    assert_eq!(*lr, 16, "AES receipt");
+    let (receipt, data) = rest.split_at(16);
+    let mut expected_data = vec![0x02];
+    expected_data.extend_from_slice(&counter.to_be_bytes());
+    lv(&mut expected_data, unique);
+    assert_eq!(data, expected_data, "confirmation data");
+    let mut signed = data.to_vec();
+    signed.extend_from_slice(fields);
+    let mac = gp_core::dap::dap_aes(&AesKey::from_slice(&RECEIPT_KEY).unwrap(), &signed);
+    assert_eq!(receipt, mac, "receipt");
 }

@@ -4,10 +4,16 @@
 //! Why one module: every key operation of the project goes through here, so the rules hold everywhere —
 //! secret keys are created sensitive and (unless a ceremony says otherwise) never extractable, attributes are
 //! read back and checked after creation, derived per-card keys live only as session objects and are destroyed
-//! when their guard drops, and no function returns secret key bytes.
+//! when their guard drops, and no function returns secret key bytes — except
+//! [`TokenSession::export_value`], for a key whose policy allows export as components, into a wiped type.
 
 mod raw;
+pub mod signing;
 pub mod uri;
+
+mod inventory;
+mod keys;
+pub mod pem;
 
 use crate::error::Error;
 use crate::pin::PinSource;
@@ -18,7 +24,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectCla
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use gp_core::kcv::KcvMethod;
-use secrecy::{ExposeSecret, SecretSlice};
+pub use inventory::{format_inventory, ObjectInfo};
+pub use keys::{Capability, KeyPairHandles, KeyPairSpec, KeyPairType, WrapMechanism};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -329,7 +337,30 @@ impl Hsm {
         let (slot, label, serial) = self.find_token(uri)?;
         let session = self.inner.ctx.open_rw_session(slot)?;
         let secret = pin.read(&label)?;
-        if let Err(e) = session.login(UserType::User, Some(&secret)) {
+        self.login(session, slot, label, serial, &secret)
+    }
+
+    /// Opens a read-write session on the token `uri` names and logs the user in with `pin`, which the
+    /// caller holds already (a PIN rebuilt from officers' shares, or one being changed).
+    pub fn open_with_pin(
+        &self,
+        uri: &TokenUri,
+        pin: &SecretString,
+    ) -> Result<TokenSession<'_>, Error> {
+        let (slot, label, serial) = self.find_token(uri)?;
+        let session = self.inner.ctx.open_rw_session(slot)?;
+        self.login(session, slot, label, serial, pin)
+    }
+
+    fn login(
+        &self,
+        session: Session,
+        slot: Slot,
+        label: String,
+        serial: String,
+        secret: &SecretString,
+    ) -> Result<TokenSession<'_>, Error> {
+        if let Err(e) = session.login(UserType::User, Some(secret)) {
             return Err(match e {
                 cryptoki::error::Error::Pkcs11(RvError::PinIncorrect, _) => {
                     let info = self.inner.ctx.get_token_info(slot)?;
@@ -339,6 +370,7 @@ impl Hsm {
                         Error::WrongPin {
                             token: label,
                             final_try: info.user_pin_final_try(),
+                            count_low: info.user_pin_count_low(),
                         }
                     }
                 }
@@ -462,6 +494,18 @@ impl<'h> TokenSession<'h> {
         }
     }
 
+    /// The raw `CKA_KEY_TYPE` of an object.
+    fn raw_key_type(&self, handle: ObjectHandle) -> Result<Option<CkKeyType>, Error> {
+        Ok(self
+            .session
+            .get_attributes(handle, &[AttributeType::KeyType])?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::KeyType(t) => Some(t),
+                _ => None,
+            }))
+    }
+
     fn read_key_type(&self, handle: ObjectHandle) -> Result<Option<SecretKeyType>, Error> {
         let attrs = self
             .session
@@ -507,7 +551,9 @@ impl<'h> TokenSession<'h> {
             Attribute::Modifiable(false),
         ];
         if !spec.key_type.is_des() {
-            template.push(Attribute::ValueLen((spec.key_type.byte_len() as u64).into()));
+            template.push(Attribute::ValueLen(
+                (spec.key_type.byte_len() as u64).into(),
+            ));
         }
         for u in Usage::ALL {
             template.push(u.attr(spec.usages.contains(&u)));
@@ -653,6 +699,11 @@ impl<'h> TokenSession<'h> {
         let mechanism = match master.key_type {
             Some(t) if t.is_des() => raw::CKM_DES3_ECB_ENCRYPT_DATA,
             Some(_) => raw::CKM_AES_ECB_ENCRYPT_DATA,
+            // SoftHSM2 2.6.1 records no length for unwrapped AES keys (CKA_VALUE_LEN reads 0), so their
+            // type is known only as AES; the derivation mechanism needs no more than that.
+            None if self.raw_key_type(master.handle)? == Some(CkKeyType::AES) => {
+                raw::CKM_AES_ECB_ENCRYPT_DATA
+            }
             None => return Err(self.key_error("master key of unknown type".into())),
         };
         let mut template = self.session_key_template(out, usages, wrap_out);
@@ -720,7 +771,11 @@ impl<'h> TokenSession<'h> {
         if value.expose_secret().len() != key_type.byte_len() {
             return Err(Error::Key {
                 token: self.label.clone(),
-                problem: format!("a {} key needs {} bytes", key_type.name(), key_type.byte_len()),
+                problem: format!(
+                    "a {} key needs {} bytes",
+                    key_type.name(),
+                    key_type.byte_len()
+                ),
             });
         }
         let mut template = self.session_key_template(key_type, usages, false);

@@ -1,0 +1,364 @@
+//! The memory bar: one long authenticated session does not grow the heap, and the card's RAM need
+//! per APDU is measured, not estimated.
+//!
+//! This test binary counts every heap allocation of the test thread with a `#[global_allocator]`
+//! that wraps the system allocator. It drives a personalised card through 1,000 commands of one
+//! SCP03 session at the highest security level (C-MAC, C-DEC, R-MAC, R-ENC): a 15-command cycle of
+//! GET STATUS, GET DATA, STORE DATA and a whole INSTALL [for load] / LOAD / INSTALL [for install and
+//! make selectable] / DELETE round trip. Live bytes after command 10 and after command 1,000 (the
+//! same point of the cycle) must be equal, and so must every point of every cycle. The peak of live
+//! bytes while `Card::process` runs, above what was live before the APDU, is the RAM the card needs
+//! for that APDU; the table it prints is the one in docs/card-firmware.md
+//! (`cargo test -p card-firmware --test heap -- --nocapture`).
+#![allow(
+    unsafe_code, // the counting allocator: GlobalAlloc is an unsafe trait; the card crate itself forbids unsafe
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use card_firmware::storage::{RamStorage, Storage};
+use card_firmware::Card;
+use common::*;
+use gp_core::apdu::CommandApdu;
+use gp_core::keys::AesKey;
+use gp_core::scp03;
+
+/// The system allocator, counting live bytes and their peak per thread.
+struct Counting;
+
+thread_local! {
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn account(delta: isize) {
+    // `try_with`: allocations during thread teardown are not counted (and must not panic).
+    let _ = LIVE.try_with(|live| {
+        let now = live.get() + delta;
+        live.set(now);
+        let _ = PEAK.try_with(|peak| {
+            if now > peak.get() {
+                peak.set(now);
+            }
+        });
+    });
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only adds
+// bookkeeping in thread-local `Cell`s (const-initialised, no destructor, so touching them never
+// allocates or re-enters the allocator).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            account(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            account(layout.size() as isize);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        account(-(layout.size() as isize));
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            account(new_size as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.with(Cell::get)
+}
+
+/// Process one wire APDU; returns its status word and the peak of live bytes above those live
+/// before the call. The response is dropped inside, so only the card's allocations count.
+fn measured(card: &mut Card<RamStorage>, wire: &[u8]) -> (u16, isize) {
+    let before = live();
+    PEAK.with(|p| p.set(before));
+    let resp = card.process(wire);
+    let peak = PEAK.with(Cell::get) - before;
+    let n = resp.len();
+    let sw = u16::from_be_bytes([resp[n - 2], resp[n - 1]]);
+    (sw, peak)
+}
+
+const PURSE_PACKAGE: [u8; 6] = [0xF0, 0x50, 0x55, 0x52, 0x53, 0x45];
+const PURSE_MODULE: [u8; 7] = [0xF0, 0x50, 0x55, 0x52, 0x53, 0x45, 0x01];
+const PURSE: [u8; 8] = [0xF0, 0x50, 0x55, 0x52, 0x53, 0x45, 0x01, 0x01];
+
+const CYCLE: usize = 15;
+const COMMANDS: usize = 1000;
+const NAMES: [&str; CYCLE] = [
+    "GET STATUS 80 (ISD)",
+    "GET STATUS 40 (applications)",
+    "GET DATA 9F7F (CPLC)",
+    "GET DATA 66 (card data)",
+    "GET DATA E0 (key information)",
+    "STORE DATA (IIN, committed)",
+    "INSTALL [for load]",
+    "LOAD block",
+    "LOAD block",
+    "LOAD block",
+    "LOAD block",
+    "LOAD block",
+    "LOAD last block (1.3 KB file)",
+    "INSTALL [for install+selectable]",
+    "DELETE (load file + application)",
+];
+
+/// The test package with a 1,200-byte filler component (the size of a small applet's Method
+/// component), so a load takes six blocks.
+fn big_lfdb() -> Vec<u8> {
+    let mut lfdb = lfdb();
+    lfdb.push(0x07);
+    lfdb.extend_from_slice(&1200u16.to_be_bytes());
+    lfdb.extend((0..1200u32).map(|i| i as u8));
+    lfdb
+}
+
+/// A 15-command cycle that leaves the card as it found it (the IIN changes value, not length).
+/// Block size 224 leaves room for C-DEC padding and the C-MAC in a short APDU.
+fn cycle(round: usize) -> Vec<CommandApdu> {
+    let lfdb = big_lfdb();
+    let mut iin = vec![0x42, 0x04];
+    iin.extend_from_slice(&(round as u32).to_be_bytes());
+    let mut out = vec![
+        cmd(0x80, 0xF2, 0x80, 0x02, &[0x4F, 0x00]),
+        cmd(0x80, 0xF2, 0x40, 0x02, &[0x4F, 0x00]),
+        cmd(0x80, 0xCA, 0x9F, 0x7F, &[]),
+        cmd(0x80, 0xCA, 0x00, 0x66, &[]),
+        cmd(0x80, 0xCA, 0x00, 0xE0, &[]),
+        cmd(0x80, 0xE2, 0x90, 0x00, &iin),
+        cmd(
+            0x80,
+            0xE6,
+            0x02,
+            0x00,
+            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+        ),
+    ];
+    let blocks = load_commands(&lfdb, 224);
+    assert_eq!(blocks.len(), 6, "the load file must take 6 blocks");
+    out.extend(blocks);
+    out.push(cmd(
+        0x80,
+        0xE6,
+        0x0C,
+        0x00,
+        &install_and_make_selectable_data(&PACKAGE, &APPLET, &APPLET),
+    ));
+    let mut del = vec![0x4F, PACKAGE.len() as u8];
+    del.extend_from_slice(&PACKAGE);
+    out.push(cmd(0x80, 0xE4, 0x00, 0x80, &del));
+    assert_eq!(out.len(), CYCLE);
+    out
+}
+
+/// INITIALIZE UPDATE + EXTERNAL AUTHENTICATE at `level` with the issuer keys, measuring the
+/// card's side of both; leaves the host session in `t`.
+fn authenticate_measured(card: &mut Card<RamStorage>, t: &mut Terminal, level: u8) -> [isize; 2] {
+    let mut iu = vec![0x80, 0x50, ISSUER.kvn, 0x00, 0x08];
+    iu.extend_from_slice(&t.host_challenge);
+    iu.push(0x00);
+    let before = live();
+    PEAK.with(|p| p.set(before));
+    let resp = card.process(&iu);
+    let iu_peak = PEAK.with(Cell::get) - before;
+    assert_eq!(sw(&resp), 0x9000);
+    let iur = scp03::InitializeUpdateResponse::parse(&resp[..resp.len() - 2]).unwrap();
+    let mut enc = AesKey::from_slice(&ISSUER.enc).unwrap();
+    let mut mac = AesKey::from_slice(&ISSUER.mac).unwrap();
+    let sk = scp03::derive_session_keys(
+        &mut enc,
+        &mut mac,
+        16,
+        &t.host_challenge,
+        &iur.card_challenge,
+    )
+    .unwrap();
+    let hc = scp03::host_cryptogram(&sk, &t.host_challenge, &iur.card_challenge);
+    let mut session = scp03::Session::host(sk, scp03::SecurityLevel::parse(level).unwrap());
+    let ea = session.external_authenticate(&hc).to_bytes();
+    let (sw, ea_peak) = measured(card, &ea);
+    assert_eq!(sw, 0x9000);
+    t.session = Some(session);
+    [iu_peak, ea_peak]
+}
+
+#[test]
+fn long_session_does_not_grow_the_heap() {
+    // (1000 - 10) is a whole number of cycles: commands 10 and 1,000 are at the same point.
+    assert_eq!((COMMANDS - 10) % CYCLE, 0);
+    let mut card = new_card();
+    let mut t = Terminal::new();
+    personalise(&mut card, &mut t);
+    assert_eq!(t.authenticate(&mut card, ISSUER, 0x33), 0x9000);
+    // The IIN and one application (a purse from the built-in package) exist before the
+    // session, so every cycle finds the same state and GET STATUS 40 has something to report.
+    let r = t.send(
+        &mut card,
+        cmd(0x80, 0xE2, 0x90, 0x00, &[0x42, 0x04, 1, 2, 3, 4]),
+    );
+    assert_eq!(r.sw, 0x9000);
+    let purse = install_and_make_selectable_data(&PURSE_PACKAGE, &PURSE_MODULE, &PURSE);
+    assert_eq!(
+        t.send(&mut card, cmd(0x80, 0xE6, 0x0C, 0x00, &purse)).sw,
+        0x9000
+    );
+    let fresh_state = card.state().to_bytes().len();
+
+    assert_eq!(sw(&t.select_isd(&mut card)), 0x9000);
+    let [iu_peak, ea_peak] = authenticate_measured(&mut card, &mut t, 0x33);
+
+    // Every wire APDU of the session is prepared first: the host's wrapping allocates too, and
+    // only the card is measured. The card checks the C-MAC chain in the same order.
+    let mut wires: Vec<Vec<u8>> = Vec::with_capacity(COMMANDS);
+    let mut round = 0;
+    while wires.len() < COMMANDS {
+        for c in cycle(round) {
+            if wires.len() < COMMANDS {
+                wires.push(t.wrap(&c));
+            }
+        }
+        round += 1;
+    }
+
+    let mut live_after: Vec<isize> = Vec::with_capacity(COMMANDS);
+    let mut peaks = [0isize; CYCLE];
+    for (i, wire) in wires.iter().enumerate() {
+        let (sw, peak) = measured(&mut card, wire);
+        assert_eq!(sw, 0x9000, "command {} ({})", i + 1, NAMES[i % CYCLE]);
+        live_after.push(live());
+        peaks[i % CYCLE] = peaks[i % CYCLE].max(peak);
+    }
+
+    // The bar: after command 10 and after command 1,000 the heap holds the same bytes, and
+    // so does every point of the cycle in every cycle from the second on. (Between the first
+    // DELETE and the next state-changing command the registry's vectors keep room for the
+    // deleted load file and application, 256 bytes: commands 16 to 20 hold that much more than
+    // commands 1 to 5 did, the same in every later cycle.)
+    assert_eq!(
+        live_after[9],
+        live_after[COMMANDS - 1],
+        "live bytes after command 10 and command 1,000"
+    );
+    for i in 2 * CYCLE..COMMANDS {
+        assert_eq!(
+            live_after[i],
+            live_after[i - CYCLE],
+            "command {} ({}) holds other bytes than one cycle earlier",
+            i + 1,
+            NAMES[i % CYCLE]
+        );
+    }
+
+    // What the card holds between commands: everything it owns minus the storage medium
+    // (flash on a real card).
+    let with_card = live();
+    let medium = card.storage().capacity() as isize;
+    drop(card);
+    let held = with_card - live() - medium;
+
+    println!("RAM per APDU (peak live heap bytes while the card processes it, SCP03 level 33):");
+    println!("  {:<34} {:>6}", "INITIALIZE UPDATE", iu_peak);
+    println!("  {:<34} {:>6}", "EXTERNAL AUTHENTICATE", ea_peak);
+    for (name, peak) in NAMES.iter().zip(peaks) {
+        println!("  {name:<34} {peak:>6}");
+    }
+    println!("held between commands (state + session, without the medium): {held} bytes");
+    println!("encoded state: {fresh_state} bytes");
+    println!(
+        "live after command 10: {}; after command 1000: {}",
+        live_after[9],
+        live_after[COMMANDS - 1]
+    );
+}
+
+/// The same measurement on a card whose registry is full (32 applications): every command
+/// copies and, when it changes something, encodes the whole state, so the peak grows with it.
+#[test]
+fn ram_per_apdu_with_a_full_registry() {
+    let mut card = new_card();
+    let mut t = Terminal::new();
+    personalise(&mut card, &mut t);
+    assert_eq!(t.authenticate(&mut card, ISSUER, 0x33), 0x9000);
+    let aid = |i: u8| {
+        let mut a = PURSE.to_vec();
+        a.push(i);
+        a
+    };
+    for i in 0..31u8 {
+        let d = install_and_make_selectable_data(&PURSE_PACKAGE, &PURSE_MODULE, &aid(i));
+        assert_eq!(
+            t.send(&mut card, cmd(0x80, 0xE6, 0x0C, 0x00, &d)).sw,
+            0x9000
+        );
+    }
+    let state = card.state().to_bytes().len();
+    let last = install_and_make_selectable_data(&PURSE_PACKAGE, &PURSE_MODULE, &aid(31));
+    let mut del = vec![0x4F, 9];
+    del.extend_from_slice(&aid(31));
+    let steps: [(&str, CommandApdu, u16); 5] = [
+        (
+            "GET STATUS 40 (first page)",
+            cmd(0x80, 0xF2, 0x40, 0x02, &[0x4F, 0x00]),
+            0x6310,
+        ),
+        (
+            "STORE DATA (IIN, committed)",
+            cmd(0x80, 0xE2, 0x90, 0x00, &[0x42, 0x04, 1, 2, 3, 4]),
+            0x9000,
+        ),
+        (
+            "INSTALL [for install+selectable]",
+            cmd(0x80, 0xE6, 0x0C, 0x00, &last),
+            0x9000,
+        ),
+        (
+            "GET STATUS 40 (first page)",
+            cmd(0x80, 0xF2, 0x40, 0x02, &[0x4F, 0x00]),
+            0x6310,
+        ),
+        (
+            "DELETE (application)",
+            cmd(0x80, 0xE4, 0x00, 0x00, &del),
+            0x9000,
+        ),
+    ];
+    let wires: Vec<Vec<u8>> = steps.iter().map(|(_, c, _)| t.wrap(c)).collect();
+    let mut peaks = Vec::with_capacity(steps.len());
+    for (wire, (name, _, expected)) in wires.iter().zip(&steps) {
+        let (sw, peak) = measured(&mut card, wire);
+        assert_eq!(sw, *expected, "{name}");
+        peaks.push(peak);
+    }
+    let with_card = live();
+    let medium = card.storage().capacity() as isize;
+    drop(card);
+    let held = with_card - live() - medium;
+    println!("RAM per APDU with 32 applications (encoded state {state} bytes before the last):");
+    for ((name, _, _), peak) in steps.iter().zip(peaks) {
+        println!("  {name:<34} {peak:>6}");
+    }
+    println!("held between commands: {held} bytes");
+}

@@ -1,0 +1,320 @@
+//! Signer benchmarks (`cargo bench -p signer --bench perf`), written to `docs/PERFORMANCE.md`.
+//!
+//! A plain `main` (no harness): it makes its own SoftHSM2 token, so it needs `softhsm2-util`, and it never
+//! runs under `cargo test`. What it measures, and why:
+//! * per-card key sets (3 derived keys + 3 KCVs + 3 wraps, the batch's work) and per-card DAPs (a derived
+//!   DAP key + CMAC) per second with 1 and 2 workers, each against a bare loop making the same token calls
+//!   through the same keyman session API without the signer around it (card lists, JSON, ordering, APDU
+//!   building): the ratio shows what the signer adds on top of the token's own cost;
+//! * a whole `signer batch` run over `PERF_BATCH_CARDS` cards (default 1,000,000): its peak RSS, which
+//!   must stay flat however many cards there are;
+//! * LFDB hashing of 1 MB and 16 MB load files with `gp_core::dap::lfdb_hash` against `sha2` alone, and
+//!   hashing plus an AES DAP in the token.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use gp_core::diversify::Scheme;
+use keyman::hsm::{Hsm, KeyHandle, SecretKeySpec, SecretKeyType, TokenSession, TokenUri, Usage};
+use keyman::pin::PinSource;
+use postissue_tests::{SoftHsm, PIN_VAR};
+use secrecy::SecretSlice;
+use sha2::Digest;
+use signer::diversify::{derive_card_keys, Purpose};
+use std::hint::black_box;
+use std::time::Instant;
+
+fn kdd(i: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[2..].copy_from_slice(&i.to_be_bytes());
+    k
+}
+
+/// Runs `per_card` for `cards` cards split over `workers` sessions; returns cards per second.
+fn rate(
+    session: &TokenSession<'_>,
+    workers: usize,
+    cards: u64,
+    per_card: &(dyn Fn(&TokenSession<'_>, u64) + Sync),
+) -> f64 {
+    let sessions: Vec<_> = (0..workers)
+        .map(|_| session.another_session().unwrap())
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (w, sess) in sessions.into_iter().enumerate() {
+            s.spawn(move || {
+                let mut i = w as u64;
+                while i < cards {
+                    per_card(&sess, i);
+                    i += workers as u64;
+                }
+            });
+        }
+    });
+    cards as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let cards: u64 = std::env::var("PERF_CARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let batch_cards: u64 = std::env::var("PERF_BATCH_CARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let store = SoftHsm::new();
+    store.init_token("perf");
+    std::env::set_var("SOFTHSM2_CONF", store.conf());
+    std::env::set_var(PIN_VAR, &store.pin);
+    let hsm = Hsm::load(None).unwrap();
+    let session = hsm
+        .open(
+            &TokenUri::parse("perf").unwrap(),
+            &PinSource::Env(PIN_VAR.into()),
+        )
+        .unwrap();
+    let spec = |label: &str, id: u8, key_type, usages: Vec<Usage>| SecretKeySpec {
+        label: label.into(),
+        id: vec![id],
+        key_type,
+        usages,
+        extractable: false,
+    };
+    let (kmc, _) = session
+        .generate_secret(&spec(
+            "kmc",
+            1,
+            SecretKeyType::Des3TwoKey,
+            vec![Usage::Derive],
+        ))
+        .unwrap();
+    let (dap, _) = session
+        .generate_secret(&spec(
+            "dap",
+            2,
+            SecretKeyType::Aes128,
+            vec![Usage::Derive, Usage::Sign],
+        ))
+        .unwrap();
+    let transport = session
+        .import_session_key(
+            &SecretSlice::from(signer::gp::DEFAULT_TRANSPORT_KEY.to_vec()),
+            SecretKeyType::Aes128,
+            &[Usage::Wrap],
+        )
+        .unwrap();
+    let tk: KeyHandle = transport.handle();
+
+    let mut md = String::new();
+    md.push_str("# Performance\n\nMeasured by `cargo bench -p signer --bench perf` (signer/benches/perf.rs), which writes this file.\n");
+    md.push_str("Machine: the project's 2-core development machine, shared with other work while it ran, so absolute numbers\n");
+    md.push_str(
+        "are indicative; the ratios compare runs made back to back on the same machine.\n\n",
+    );
+
+    // Per-card key sets: the batch's work per card against the same token calls in a bare loop.
+    md.push_str(&format!(
+        "## Per-card key sets on SoftHSM2 ({cards} cards per run)\n\nOne key set = ENC, MAC, DEK derived in the token (emv, `CKM_DES3_ECB_ENCRYPT_DATA`), their KCVs, and each wrapped under the card's DEK (AES-CBC) for PUT KEY.\n\n| workers | signer (key sets/s) | bare loop of the same calls (key sets/s) | ratio |\n|---|---|---|---|\n"
+    ));
+    // Warm up the token.
+    rate(&session, 1, 200, &|s, i| {
+        black_box(
+            derive_card_keys(
+                s,
+                kmc,
+                Scheme::Emv,
+                &kdd(i),
+                SecretKeyType::Aes128,
+                Purpose::PutKey,
+            )
+            .unwrap(),
+        );
+    });
+    let signer_keyset = |s: &TokenSession<'_>, i: u64| {
+        let keys = derive_card_keys(
+            s,
+            kmc,
+            Scheme::Emv,
+            &kdd(i),
+            SecretKeyType::Aes128,
+            Purpose::PutKey,
+        )
+        .unwrap();
+        black_box(signer::gp::put_key_apdu(s, tk, &keys, 0x30, 0x31).unwrap());
+    };
+    let bare_keyset = |s: &TokenSession<'_>, i: u64| {
+        let k = kdd(i);
+        for role in gp_core::diversify::KeyRole::ALL {
+            let data = gp_core::diversify::derivation_data(Scheme::Emv, &k, role).unwrap();
+            let key = s
+                .derive_by_encryption(kmc, &data, SecretKeyType::Aes128, &[Usage::Encrypt], true)
+                .unwrap();
+            black_box(s.kcv(key.handle()).unwrap());
+            black_box(s.wrap_cbc_zero_iv(tk, key.handle()).unwrap());
+        }
+    };
+    for workers in [1usize, 2] {
+        let bare = rate(&session, workers, cards, &bare_keyset);
+        let ours = rate(&session, workers, cards, &signer_keyset);
+        md.push_str(&format!(
+            "| {workers} | {ours:.0} | {bare:.0} | {:.2} |\n",
+            ours / bare
+        ));
+    }
+
+    // Per-card DAPs.
+    md.push_str(&format!(
+        "\n## Per-card DAPs on SoftHSM2 ({cards} cards per run)\n\nOne DAP = the card's AES DAP key derived in the token (scheme aes) and an AES-CMAC over the SHA-256 LFDB hash.\n\n| workers | signer (DAPs/s) | bare loop of the same calls (DAPs/s) | ratio |\n|---|---|---|---|\n"
+    ));
+    let hash = sha2::Sha256::digest(b"load file").to_vec();
+    let bare_dap = |s: &TokenSession<'_>, i: u64| {
+        let data =
+            signer::diversify::dap_derivation_data(Scheme::Aes, &kdd(i), SecretKeyType::Aes128)
+                .unwrap();
+        let key = s
+            .derive_by_encryption(dap, &data, SecretKeyType::Aes128, &[Usage::Sign], false)
+            .unwrap();
+        black_box(s.aes_cmac(key.handle(), &hash).unwrap());
+    };
+    for workers in [1usize, 2] {
+        let bare = rate(&session, workers, cards, &bare_dap);
+        let ours = dap_rate(&session, workers, cards, &hash);
+        md.push_str(&format!(
+            "| {workers} | {ours:.0} | {bare:.0} | {:.2} |\n",
+            ours / bare
+        ));
+    }
+
+    // LFDB hashing.
+    md.push_str("\n## LFDB hashing and signing\n\n| load file | `gp_core::dap::lfdb_hash` SHA-256 (MB/s) | `sha2` alone (MB/s) | ratio | hash + AES DAP in the token (MB/s) |\n|---|---|---|---|---|\n");
+    for mb in [1usize, 16] {
+        let data: Vec<u8> = (0..mb * 1024 * 1024)
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        let runs = if mb == 1 { 40 } else { 4 };
+        let t = Instant::now();
+        for _ in 0..runs {
+            black_box(gp_core::dap::lfdb_hash(
+                gp_core::dap::HashAlg::Sha256,
+                &data,
+            ));
+        }
+        let ours = (mb * runs) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..runs {
+            black_box(sha2::Sha256::digest(&data));
+        }
+        let bare = (mb * runs) as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..runs {
+            let h = gp_core::dap::lfdb_hash(gp_core::dap::HashAlg::Sha256, &data);
+            black_box(session.aes_cmac(dap, &h).unwrap());
+        }
+        let signed = (mb * runs) as f64 / t.elapsed().as_secs_f64();
+        md.push_str(&format!(
+            "| {mb} MB | {ours:.0} | {bare:.0} | {:.2} | {signed:.0} |\n",
+            ours / bare
+        ));
+    }
+
+    // A whole batch: peak memory must not grow with the number of cards.
+    md.push_str(
+        "\n## Personalisation batch memory\n\n`signer batch` over a generated card list, default transport key, 2 workers, the default\n`--chunk 50000` (SoftHSM2 keeps every session object in the process until it ends, so long lists run as\nchild processes of 50,000 cards); peak RSS is the largest `VmHWM` a batch process printed in its progress lines.\n\n| cards | time (s) | key sets/s | peak RSS (MB) |\n|---|---|---|---|\n",
+    );
+    let signer_bin = env!("CARGO_BIN_EXE_signer");
+    for n in [10_000u64, batch_cards] {
+        let list = store.path(&format!("cards-{n}.csv"));
+        {
+            use std::io::Write;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&list).unwrap());
+            writeln!(f, "identity,kdd").unwrap();
+            for i in 0..n {
+                writeln!(f, "card-{i:08},{}", hex::encode_upper(kdd(i))).unwrap();
+            }
+        }
+        let out = store.path(&format!("keys-{n}.jsonl"));
+        session
+            .generate_secret(&spec(
+                &format!("isd-{n}"),
+                10 + (n % 200) as u8,
+                SecretKeyType::Des3TwoKey,
+                vec![Usage::Derive],
+            ))
+            .unwrap();
+        let t = Instant::now();
+        let run = std::process::Command::new(signer_bin)
+            .env("SOFTHSM2_CONF", store.conf())
+            .env(PIN_VAR, &store.pin)
+            .args(["batch", "--cards"])
+            .arg(&list)
+            .args([
+                "--master",
+                &format!("pkcs11:token=perf;object=isd-{n}"),
+                "--workers",
+                "2",
+                "--pin-source",
+                &format!("env:{PIN_VAR}"),
+                "--out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let secs = t.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let peak = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v["peak_rss_kb"].as_u64())
+            .max()
+            .unwrap_or(0) as f64
+            / 1024.0;
+        md.push_str(&format!(
+            "| {n} | {secs:.0} | {:.0} | {peak:.1} |\n",
+            n as f64 / secs
+        ));
+        let _ = std::fs::remove_file(&out);
+        let _ = std::fs::remove_file(&list);
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PERFORMANCE.md");
+    std::fs::write(&path, &md).unwrap();
+    print!("{md}");
+}
+
+/// `signer package`'s per-card path: the DAP key opened once per worker (as once per package), then a
+/// derived key and a CMAC per card; returns DAPs per second.
+fn dap_rate(session: &TokenSession<'_>, workers: usize, cards: u64, hash: &[u8]) -> f64 {
+    let sessions: Vec<_> = (0..workers)
+        .map(|_| session.another_session().unwrap())
+        .collect();
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for (w, sess) in sessions.into_iter().enumerate() {
+            s.spawn(move || {
+                let key = signer::dap::DapKey::open(
+                    &sess,
+                    signer::dap::DapKind::Aes,
+                    "dap",
+                    Some(Scheme::Aes),
+                )
+                .unwrap();
+                let mut i = w as u64;
+                while i < cards {
+                    black_box(key.sign_for_card(&kdd(i), hash).unwrap());
+                    i += workers as u64;
+                }
+            });
+        }
+    });
+    cards as f64 / start.elapsed().as_secs_f64()
+}
