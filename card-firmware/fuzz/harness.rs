@@ -71,14 +71,18 @@ enum Host {
 }
 
 impl Host {
-    fn wrap(&mut self, cmd: &CommandApdu) -> Vec<u8> {
+    /// The wire bytes of `cmd`, and whether the session protected them. A command the session
+    /// cannot wrap (too long once padded, or the host session aborted) goes out plain.
+    fn wrap(&mut self, cmd: &CommandApdu) -> (Vec<u8>, bool) {
         let wrapped = match self {
-            Host::None => return cmd.to_bytes(),
+            Host::None => None,
             Host::V03 { session, .. } => session.wrap(cmd).map(|c| c.to_bytes()).ok(),
             Host::V02 { session, .. } => session.wrap(cmd).map(|c| c.to_bytes()).ok(),
         };
-        // A command the session cannot wrap (too long once padded) goes out plain.
-        wrapped.unwrap_or_else(|| cmd.to_bytes())
+        match wrapped {
+            Some(bytes) => (bytes, true),
+            None => (cmd.to_bytes(), false),
+        }
     }
     fn rmac(&self) -> bool {
         match self {
@@ -456,7 +460,7 @@ impl Run {
 
     /// A command through the host session; checks the response protection when it succeeded.
     fn send(&mut self, cmd: &CommandApdu) {
-        let wire = self.host.wrap(cmd);
+        let (wire, wrapped) = self.host.wrap(cmd);
         let mut resp = self.transmit(&wire);
         // Collect a chained response before checking its R-MAC.
         let mut guard = 0;
@@ -467,7 +471,7 @@ impl Run {
             resp.extend_from_slice(&more);
         }
         let sw = sw_of(&resp);
-        if self.host.rmac() && !self.card().is_dead() {
+        if wrapped && self.host.rmac() && !self.card().is_dead() {
             // Every response goes through the host session (SCP02 MACs errors too, and the
             // R-MAC chain must stay in step); a successful one must verify.
             let parsed = ResponseApdu::parse(&resp).expect("a response with a status word");

@@ -490,17 +490,19 @@ impl Session {
         Ok(out)
     }
 
-    fn response_mac(&self, stripped: &[u8], resp_data: &[u8], sw: u16) -> [u8; 8] {
+    /// The R-MAC over `stripped ‖ Li ‖ data ‖ SW` (GPC E.4.5). `Li` is one byte, so response data
+    /// longer than 255 bytes cannot be R-MACed: `None` (never a length cut to its low byte).
+    fn response_mac(&self, stripped: &[u8], resp_data: &[u8], sw: u16) -> Option<[u8; 8]> {
         let mut data = Vec::with_capacity(stripped.len() + resp_data.len() + 3);
         data.extend_from_slice(stripped);
         if Sw(sw).is_success_or_warning() {
-            data.push(resp_data.len() as u8);
+            data.push(u8::try_from(resp_data.len()).ok()?);
             data.extend_from_slice(resp_data);
         } else {
             data.push(0);
         }
         data.extend_from_slice(&sw.to_be_bytes());
-        retail_mac(&self.keys.rmac, &self.r_mac, &data)
+        Some(retail_mac(&self.keys.rmac, &self.r_mac, &data))
     }
 
     /// Host: builds EXTERNAL AUTHENTICATE (`84 82 level 00 10 cryptogram C-MAC`, zero ICV) and
@@ -541,7 +543,6 @@ impl Session {
         }
         let icv = self.next_icv();
         let mac = self.c_mac_over(&icv, cmd.cla, cmd.ins, cmd.p1, cmd.p2, &cmd.data)?;
-        self.c_mac = mac;
         let mut body = if self.level.c_dec() && !cmd.data.is_empty() {
             let mut padded = Zeroizing::new(crypto::pad80(&cmd.data, 8));
             if crypto::tdes_cbc_encrypt(&self.keys.enc, &[0; 8], &mut padded).is_err() {
@@ -553,8 +554,13 @@ impl Session {
         };
         body.extend_from_slice(&mac);
         if body.len() > apdu::EXTENDED_MAX_DATA {
+            // Nothing is sent, so the C-MAC chain and the pending R-MAC command stay as they were.
+            self.rmac_command = None;
             return Err(Scp02Error::DataTooLong);
         }
+        // Committed only once the command can be sent: a refused command must not advance the
+        // chain the card will check the next C-MAC against.
+        self.c_mac = mac;
         Ok(CommandApdu::new(
             apdu::with_secure_messaging(cmd.cla),
             cmd.ins,
@@ -585,7 +591,9 @@ impl Session {
         if !resp.sw().is_success_or_warning() && !body.is_empty() {
             return self.fail(Scp02Error::Malformed);
         }
-        let expected = self.response_mac(&stripped, body, resp.sw);
+        let Some(expected) = self.response_mac(&stripped, body, resp.sw) else {
+            return self.fail(Scp02Error::Malformed);
+        };
         if !crypto::ct_eq(&expected, mac) {
             return self.fail(Scp02Error::BadMac);
         }
@@ -719,15 +727,20 @@ impl Session {
         let Some(stripped) = self.rmac_command.take() else {
             return resp;
         };
-        let mut data = if resp.sw().is_success_or_warning() {
-            resp.data
+        let (mut data, sw) = if !resp.sw().is_success_or_warning() {
+            (Vec::new(), resp.sw)
+        } else if resp.data.len() > apdu::SHORT_MAX_DATA {
+            // Li is one byte (GPC E.4.5): such data cannot be R-MACed, so the card answers
+            // `6700` (R-MACed like every error) rather than a MAC over a length cut to a byte.
+            (Vec::new(), Sw::WRONG_LENGTH.0)
         } else {
-            Vec::new()
+            (resp.data, resp.sw)
         };
-        let mac = self.response_mac(&stripped, &data, resp.sw);
+        // Cannot fail: `data` is at most 255 bytes here.
+        let mac = self.response_mac(&stripped, &data, sw).unwrap_or([0; 8]);
         self.r_mac = mac;
         data.extend_from_slice(&mac);
-        ResponseApdu { data, sw: resp.sw }
+        ResponseApdu { data, sw }
     }
 }
 
@@ -1082,6 +1095,48 @@ mod tests {
             card.unwrap_command(&cmd).unwrap_err(),
             Scp02Error::NotSecured
         );
+    }
+
+    #[test]
+    fn rmac_never_covers_a_length_cut_to_one_byte() {
+        // Card: 256 data bytes cannot carry a one-byte Li, so the card answers 6700 (R-MACed).
+        let (mut host, mut card) = pair(SecurityLevel::C_MAC_R_MAC);
+        let cmd = CommandApdu::new(0x80, 0xF2, 0x40, 0x02, h("4F00"), Some(256));
+        card.unwrap_command(&host.wrap(&cmd).unwrap()).unwrap();
+        let r = card.wrap_response(ResponseApdu::new(vec![0xE3; 256], Sw::NO_ERROR));
+        assert_eq!(r.sw(), Sw::WRONG_LENGTH);
+        assert_eq!(r.data.len(), MAC_LEN);
+        let back = host.unwrap_response(&r).unwrap();
+        assert_eq!((back.sw(), back.data.len()), (Sw::WRONG_LENGTH, 0));
+
+        // Host: a hostile card MACs 256 bytes with Li = 00 (256 cut to a byte); refused unread.
+        let (mut host, _) = pair(SecurityLevel::C_MAC_R_MAC);
+        host.wrap(&cmd).unwrap();
+        let body = vec![0x5A; 256];
+        let mut input = host.rmac_command.clone().unwrap();
+        input.push(0x00);
+        input.extend_from_slice(&body);
+        input.extend_from_slice(&[0x90, 0x00]);
+        let forged_mac = retail_mac(&host.keys.rmac, &host.r_mac, &input);
+        let mut data = body;
+        data.extend_from_slice(&forged_mac);
+        let resp = ResponseApdu::new(data, Sw::NO_ERROR);
+        assert_eq!(
+            host.unwrap_response(&resp).unwrap_err(),
+            Scp02Error::Malformed
+        );
+        assert!(host.is_aborted());
+    }
+
+    #[test]
+    fn refused_wrap_leaves_the_mac_chain_alone() {
+        // 65 527 plain bytes pass the C-MAC header check, but padded and encrypted with the MAC
+        // they exceed 65 535: wrap refuses, and the next command must still verify on the card.
+        let (mut host, mut card) = pair(SecurityLevel::C_MAC_C_DEC);
+        let big = CommandApdu::new(0x80, 0xE8, 0x00, 0x00, vec![0xC4; 65_527], None);
+        assert_eq!(host.wrap(&big).unwrap_err(), Scp02Error::DataTooLong);
+        let cmd = CommandApdu::new(0x80, 0xCA, 0x00, 0x66, vec![], None);
+        card.unwrap_command(&host.wrap(&cmd).unwrap()).unwrap();
     }
 
     #[test]

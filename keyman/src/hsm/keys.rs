@@ -14,7 +14,7 @@ use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectCla
 use cryptoki::session::UserType;
 use gp_core::kcv::KcvMethod;
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 /// DER of the P-256 curve OID (`1.2.840.10045.3.1.7`), as `CKA_EC_PARAMS` holds it.
 const P256_PARAMS: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
@@ -395,11 +395,7 @@ impl TokenSession<'_> {
         // Last: SoftHSM2 applies the template in order and refuses any attribute after this one.
         template.push(Attribute::Modifiable(false));
         let created = self.session.create_object(&template);
-        for a in template.iter_mut() {
-            if let Attribute::Value(v) = a {
-                v.zeroize();
-            }
-        }
+        super::wipe_values(&mut template);
         let handle = created?;
         let key = KeyHandle {
             handle,

@@ -781,7 +781,9 @@ impl<'h> TokenSession<'h> {
         let mut template = self.session_key_template(key_type, usages, false);
         template.retain(|a| !matches!(a, Attribute::ValueLen(_)));
         template.push(Attribute::Value(value.expose_secret().to_vec()));
-        let handle = self.session.create_object(&template)?;
+        let created = self.session.create_object(&template);
+        wipe_values(&mut template);
+        let handle = created?;
         Ok(DerivedKey {
             session: self,
             key: KeyHandle {
@@ -798,7 +800,9 @@ impl<'h> TokenSession<'h> {
 
     /// AES-CMAC of `data` under `key`, computed in the token (the SCP03 PRF).
     pub fn aes_cmac(&self, key: KeyHandle, data: &[u8]) -> Result<[u8; 16], Error> {
-        let out = self.session.sign(&Mechanism::AesCMac, key.handle, data)?;
+        // The output is secret when this is the SCP03 KDF (session keys): wiped when dropped.
+        let out =
+            zeroize::Zeroizing::new(self.session.sign(&Mechanism::AesCMac, key.handle, data)?);
         out.as_slice()
             .try_into()
             .map_err(|_| Error::Token(format!("AES-CMAC returned {} bytes", out.len())))
@@ -836,7 +840,41 @@ impl<'h> TokenSession<'h> {
     }
 }
 
+/// Wipes every `CKA_VALUE` in a template once the token has taken it: the clear key bytes must not
+/// stay behind in freed memory.
+pub(crate) fn wipe_values(template: &mut [Attribute]) {
+    for a in template.iter_mut() {
+        if let Attribute::Value(v) = a {
+            zeroize::Zeroize::zeroize(v);
+        }
+    }
+}
+
 fn first3(v: &[u8], method: KcvMethod) -> Option<Kcv> {
     let value: [u8; 3] = v.get(..3)?.try_into().ok()?;
     Some(Kcv { value, method })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_lose_their_key_bytes() {
+        // The template `import_session_key` and `create_secret` hand to the token: once the token
+        // has the key, the clear bytes in the template are wiped, other attributes kept.
+        let mut template = vec![
+            Attribute::Label(b"k".to_vec()),
+            Attribute::Value(vec![0x5A; 16]),
+        ];
+        wipe_values(&mut template);
+        for a in &template {
+            match a {
+                Attribute::Value(v) => assert!(v.iter().all(|b| *b == 0)),
+                Attribute::Label(l) => assert_eq!(l, b"k"),
+                _ => {}
+            }
+        }
+    }
 }

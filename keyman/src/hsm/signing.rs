@@ -68,15 +68,19 @@ impl<'h> TokenSession<'h> {
         })
     }
 
-    /// Whether the token lists `mechanism` among its mechanisms.
+    /// Whether the token offers `mechanism` at all.
+    ///
+    /// Asked per mechanism (`C_GetMechanismInfo`), never through `cryptoki`'s mechanism list, which
+    /// silently leaves out mechanisms it has no name for (SoftHSM2's DES2-KEY-GEN, DES3-CBC, …).
     pub fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool, Error> {
         let slot = self.session.get_session_info()?.slot_id();
-        Ok(self
-            .hsm
-            .inner
-            .ctx
-            .get_mechanism_list(slot)?
-            .contains(&mechanism))
+        match self.hsm.inner.ctx.get_mechanism_info(slot, mechanism) {
+            Ok(_) => Ok(true),
+            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::MechanismInvalid, _)) => {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Whether the token can wrap keys with `mechanism` (its mechanism info has the wrap flag).
