@@ -57,6 +57,8 @@ pub(crate) struct Transient {
     pub perso: Option<Perso>,
     /// The block number the ISD's own next STORE DATA must carry (GP 11.11.2.2).
     pub store_next: u16,
+    /// How often a security domain's load file decryption service has run since the last reset.
+    pub lfdb_decryptions: u32,
 }
 
 impl Default for Transient {
@@ -69,6 +71,7 @@ impl Default for Transient {
             pending: None,
             perso: None,
             store_next: 0,
+            lfdb_decryptions: 0,
         }
     }
 }
@@ -129,6 +132,13 @@ impl<S: Storage> Card<S> {
     /// only the key module exposes inside the crate).
     pub fn state(&self) -> &CardState {
         &self.state
+    }
+
+    /// How many times a security domain's load file decryption service (ciphered `D4` LFDBs) has
+    /// run since power-on or the last reset. A diagnostic: the card decrypts only after every DAP
+    /// over the announced LFDB hash has verified, which tests check through this count.
+    pub fn lfdb_decryptions(&self) -> u32 {
+        self.ram.lfdb_decryptions
     }
 
     /// The storage medium.

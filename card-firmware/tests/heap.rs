@@ -1,17 +1,16 @@
 //! The memory bar: one long authenticated session does not grow the heap, and the card's RAM need
 //! per APDU is measured, not estimated.
 //!
-//! This test binary counts every heap allocation of the test thread with a `#[global_allocator]`
-//! that wraps the system allocator. It drives a personalised card through 1,000 commands of one
-//! SCP03 session at the highest security level (C-MAC, C-DEC, R-MAC, R-ENC): a 15-command cycle of
-//! GET STATUS, GET DATA, STORE DATA and a whole INSTALL [for load] / LOAD / INSTALL [for install and
-//! make selectable] / DELETE round trip. Live bytes after command 10 and after command 1,000 (the
-//! same point of the cycle) must be equal, and so must every point of every cycle. The peak of live
-//! bytes while `Card::process` runs, above what was live before the APDU, is the RAM the card needs
-//! for that APDU; the table it prints is the one in docs/card-firmware.md
-//! (`cargo test -p card-firmware --test heap -- --nocapture`).
+//! This test binary counts every heap allocation of the test thread with the `allocation-counter`
+//! crate, whose `#[global_allocator]` wraps the system allocator (no unsafe code here). It drives a
+//! personalised card through 1,000 commands of one SCP03 session at the highest security level
+//! (C-MAC, C-DEC, R-MAC, R-ENC): a 15-command cycle of GET STATUS, GET DATA, STORE DATA and a whole
+//! INSTALL [for load] / LOAD / INSTALL [for install and make selectable] / DELETE round trip. Live
+//! bytes after command 10 and after command 1,000 (the same point of the cycle) must be equal, and
+//! so must every point of every cycle. The peak of live bytes while `Card::process` runs, above
+//! what was live before the APDU, is the RAM the card needs for that APDU; the table it prints is
+//! the one in docs/card-firmware.md (`cargo test -p card-firmware --test heap -- --nocapture`).
 #![allow(
-    unsafe_code, // the counting allocator: GlobalAlloc is an unsafe trait; the card crate itself forbids unsafe
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::indexing_slicing,
@@ -21,9 +20,6 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use card_firmware::storage::{RamStorage, Storage};
 use card_firmware::Card;
 use common::*;
@@ -31,75 +27,36 @@ use gp_core::apdu::CommandApdu;
 use gp_core::keys::AesKey;
 use gp_core::scp03;
 
-/// The system allocator, counting live bytes and their peak per thread.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
+/// Run `f` on this thread, counting its heap allocations: what it returns, the bytes it left
+/// live (negative when it freed more than it allocated) and the peak of live bytes above those
+/// live before the call. (The crate counts a reallocation as an allocation of the new size and
+/// a release of the old one: a reallocation that moves the block holds both for a moment.)
+fn counted<R>(f: impl FnOnce() -> R) -> (R, i64, i64) {
+    let mut out = None;
+    let info = allocation_counter::measure(|| out = Some(f()));
+    (
+        out.expect("measured closure ran"),
+        info.bytes_current,
+        info.bytes_max as i64,
+    )
 }
 
-fn account(delta: isize) {
-    // `try_with`: allocations during thread teardown are not counted (and must not panic).
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + delta;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| {
-            if now > peak.get() {
-                peak.set(now);
-            }
-        });
+/// Process one wire APDU; returns its status word, the bytes it left live and the peak of live
+/// bytes above those live before the call. The response is dropped inside, so only the card's
+/// allocations stay counted.
+fn measured(card: &mut Card<RamStorage>, wire: &[u8]) -> (u16, i64, i64) {
+    let (sw, left, peak) = counted(|| {
+        let resp = card.process(wire);
+        let n = resp.len();
+        u16::from_be_bytes([resp[n - 2], resp[n - 1]])
     });
+    (sw, left, peak)
 }
 
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged and only adds
-// bookkeeping in thread-local `Cell`s (const-initialised, no destructor, so touching them never
-// allocates or re-enters the allocator).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            account(layout.size() as isize);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        account(-(layout.size() as isize));
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            account(new_size as isize - layout.size() as isize);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.with(Cell::get)
-}
-
-/// Process one wire APDU; returns its status word and the peak of live bytes above those live
-/// before the call. The response is dropped inside, so only the card's allocations count.
-fn measured(card: &mut Card<RamStorage>, wire: &[u8]) -> (u16, isize) {
-    let before = live();
-    PEAK.with(|p| p.set(before));
-    let resp = card.process(wire);
-    let peak = PEAK.with(Cell::get) - before;
-    let n = resp.len();
-    let sw = u16::from_be_bytes([resp[n - 2], resp[n - 1]]);
-    (sw, peak)
+/// The bytes the card frees when it is dropped.
+fn dropped(card: Card<RamStorage>) -> i64 {
+    let ((), left, _) = counted(|| drop(card));
+    -left
 }
 
 const PURSE_PACKAGE: [u8; 6] = [0xF0, 0x50, 0x55, 0x52, 0x53, 0x45];
@@ -176,14 +133,11 @@ fn cycle(round: usize) -> Vec<CommandApdu> {
 
 /// INITIALIZE UPDATE + EXTERNAL AUTHENTICATE at `level` with the issuer keys, measuring the
 /// card's side of both; leaves the host session in `t`.
-fn authenticate_measured(card: &mut Card<RamStorage>, t: &mut Terminal, level: u8) -> [isize; 2] {
+fn authenticate_measured(card: &mut Card<RamStorage>, t: &mut Terminal, level: u8) -> [i64; 2] {
     let mut iu = vec![0x80, 0x50, ISSUER.kvn, 0x00, 0x08];
     iu.extend_from_slice(&t.host_challenge);
     iu.push(0x00);
-    let before = live();
-    PEAK.with(|p| p.set(before));
-    let resp = card.process(&iu);
-    let iu_peak = PEAK.with(Cell::get) - before;
+    let (resp, _, iu_peak) = counted(|| card.process(&iu));
     assert_eq!(sw(&resp), 0x9000);
     let iur = scp03::InitializeUpdateResponse::parse(&resp[..resp.len() - 2]).unwrap();
     let mut enc = AesKey::from_slice(&ISSUER.enc).unwrap();
@@ -199,7 +153,7 @@ fn authenticate_measured(card: &mut Card<RamStorage>, t: &mut Terminal, level: u
     let hc = scp03::host_cryptogram(&sk, &t.host_challenge, &iur.card_challenge);
     let mut session = scp03::Session::host(sk, scp03::SecurityLevel::parse(level).unwrap());
     let ea = session.external_authenticate(&hc).to_bytes();
-    let (sw, ea_peak) = measured(card, &ea);
+    let (sw, _, ea_peak) = measured(card, &ea);
     assert_eq!(sw, 0x9000);
     t.session = Some(session);
     [iu_peak, ea_peak]
@@ -243,12 +197,16 @@ fn long_session_does_not_grow_the_heap() {
         round += 1;
     }
 
-    let mut live_after: Vec<isize> = Vec::with_capacity(COMMANDS);
-    let mut peaks = [0isize; CYCLE];
+    // Live bytes are counted from the first command of the session on: nothing else allocates
+    // between the commands (the vectors below have their room already).
+    let mut live = 0i64;
+    let mut live_after: Vec<i64> = Vec::with_capacity(COMMANDS);
+    let mut peaks = [0i64; CYCLE];
     for (i, wire) in wires.iter().enumerate() {
-        let (sw, peak) = measured(&mut card, wire);
+        let (sw, left, peak) = measured(&mut card, wire);
         assert_eq!(sw, 0x9000, "command {} ({})", i + 1, NAMES[i % CYCLE]);
-        live_after.push(live());
+        live += left;
+        live_after.push(live);
         peaks[i % CYCLE] = peaks[i % CYCLE].max(peak);
     }
 
@@ -274,10 +232,8 @@ fn long_session_does_not_grow_the_heap() {
 
     // What the card holds between commands: everything it owns minus the storage medium
     // (flash on a real card).
-    let with_card = live();
-    let medium = card.storage().capacity() as isize;
-    drop(card);
-    let held = with_card - live() - medium;
+    let medium = card.storage().capacity() as i64;
+    let held = dropped(card) - medium;
 
     println!("RAM per APDU (peak live heap bytes while the card processes it, SCP03 level 33):");
     println!("  {:<34} {:>6}", "INITIALIZE UPDATE", iu_peak);
@@ -288,7 +244,7 @@ fn long_session_does_not_grow_the_heap() {
     println!("held between commands (state + session, without the medium): {held} bytes");
     println!("encoded state: {fresh_state} bytes");
     println!(
-        "live after command 10: {}; after command 1000: {}",
+        "live bytes the session added by command 10: {}; by command 1000: {}",
         live_after[9],
         live_after[COMMANDS - 1]
     );
@@ -348,14 +304,12 @@ fn ram_per_apdu_with_a_full_registry() {
     let wires: Vec<Vec<u8>> = steps.iter().map(|(_, c, _)| t.wrap(c)).collect();
     let mut peaks = Vec::with_capacity(steps.len());
     for (wire, (name, _, expected)) in wires.iter().zip(&steps) {
-        let (sw, peak) = measured(&mut card, wire);
+        let (sw, _, peak) = measured(&mut card, wire);
         assert_eq!(sw, *expected, "{name}");
         peaks.push(peak);
     }
-    let with_card = live();
-    let medium = card.storage().capacity() as isize;
-    drop(card);
-    let held = with_card - live() - medium;
+    let medium = card.storage().capacity() as i64;
+    let held = dropped(card) - medium;
     println!("RAM per APDU with 32 applications (encoded state {state} bytes before the last):");
     for ((name, _, _), peak) in steps.iter().zip(peaks) {
         println!("  {name:<34} {peak:>6}");

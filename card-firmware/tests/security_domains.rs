@@ -376,7 +376,8 @@ fn ciphered_load_file_decrypted_by_the_ssd() {
         0xD4,
         &gp_core::dap::encrypt_lfdb_aes(&key, Some(&icv), &lfdb),
     );
-    // Tampered ciphertext fails the hash (or the padding) and leaves nothing.
+    // Tampered ciphertext fails the hash (or the padding), one answer for both, and leaves
+    // nothing.
     let mut tampered = body.clone();
     let n = tampered.len();
     tampered[n - 20] ^= 1;
@@ -395,6 +396,169 @@ fn ciphered_load_file_decrypted_by_the_ssd() {
         .registry
         .load_file(&card_firmware::aid::Aid::new(&PACKAGE).unwrap())
         .is_some());
+}
+
+/// An SSD with DAP Verification that requires ciphered load files (DAP key `73`, cipher key
+/// `74`, both AES), the ISD authenticated again; the LFDB's SHA-256, the SSD's DAP over it, and
+/// the LFDB ciphered under the SSD's key with [`ICV`].
+fn dap_and_cipher_ssd() -> (Card<RamStorage>, Terminal, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let (mut card, mut t) = issued();
+    let cipher_key = [0x5Cu8; 16];
+    assert_eq!(
+        install_ssd(&mut card, &mut t, &[0xC0, 0x00, 0x40], &[]),
+        0x9000
+    );
+    provision_ssd(
+        &mut card,
+        &[
+            put_one_key_data(0x73, 0x88, &K, &K),
+            put_one_key_data(0x74, 0x88, &cipher_key, &K),
+        ],
+    );
+    t.select_isd(&mut card);
+    assert_eq!(t.authenticate(&mut card, ISSUER, 0x33), 0x9000);
+    let lfdb = lfdb();
+    let hash = sha256(&lfdb);
+    let dap = gp_core::dap::dap_aes(&gp_core::keys::AesKey::from_slice(&K).unwrap(), &hash);
+    let key = gp_core::keys::AesKey::from_slice(&cipher_key).unwrap();
+    let ciphertext = gp_core::dap::encrypt_lfdb_aes(&key, Some(&ICV), &lfdb);
+    (card, t, hash, dap.to_vec(), ciphertext)
+}
+
+const ICV: [u8; 16] = [0x11; 16];
+
+/// `D3 {ICV} D4 {ciphertext}`.
+fn ciphered_body(ciphertext: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    gp_core::tlv::write_tlv(&mut body, 0xD3, &ICV);
+    gp_core::tlv::write_tlv(&mut body, 0xD4, ciphertext);
+    body
+}
+
+#[test]
+fn ciphered_load_file_is_decrypted_only_after_every_dap() {
+    let (mut card, mut t, hash, dap, ciphertext) = dap_and_cipher_ssd();
+    let before = card.state().registry.clone();
+    let body = ciphered_body(&ciphertext);
+    let n = ciphertext.len();
+    // Tampered in the last block (the padding breaks) and in the first (the padding holds, the
+    // hash does not).
+    let mut c = ciphertext.clone();
+    c[n - 1] ^= 0x01;
+    let bad_padding = ciphered_body(&c);
+    let mut c = ciphertext.clone();
+    c[3] ^= 0x01;
+    let bad_hash = ciphered_body(&c);
+    let mut wrong_dap = dap.clone();
+    wrong_dap[0] ^= 0x01;
+    let other_hash = sha256(b"another load file");
+    let other_dap =
+        gp_core::dap::dap_aes(&gp_core::keys::AesKey::from_slice(&K).unwrap(), &other_hash);
+    let refused_by_dap: [(&str, &[u8], Vec<u8>); 5] = [
+        ("no DAP block", &hash, bad_padding.clone()),
+        ("no DAP block, intact", &hash, body.clone()),
+        (
+            "wrong DAP",
+            &hash,
+            load_file(&[(&SSD, &wrong_dap)], &bad_padding),
+        ),
+        (
+            "wrong DAP",
+            &hash,
+            load_file(&[(&SSD, &wrong_dap)], &bad_hash),
+        ),
+        (
+            "DAP over another hash than the announced one",
+            &hash,
+            load_file(&[(&SSD, &other_dap)], &bad_hash),
+        ),
+    ];
+    for (what, announced, file) in &refused_by_dap {
+        assert_eq!(
+            load(&mut card, &mut t, &PACKAGE, &SSD, announced, file),
+            0x6982,
+            "{what}"
+        );
+        assert_eq!(
+            card.lfdb_decryptions(),
+            0,
+            "{what}: decrypted before the DAP"
+        );
+        assert_eq!(card.state().registry, before, "{what}");
+    }
+    // A DAP over a hash other than the announced one: the same.
+    assert_eq!(
+        load(
+            &mut card,
+            &mut t,
+            &PACKAGE,
+            &SSD,
+            &other_hash,
+            &load_file(&[(&SSD, &dap)], &bad_padding)
+        ),
+        0x6982
+    );
+    assert_eq!(card.lfdb_decryptions(), 0);
+    // A valid DAP lets the decryption run once; bad padding and a wrong hash give one answer.
+    for (i, tampered) in [&bad_padding, &bad_hash].into_iter().enumerate() {
+        assert_eq!(
+            load(
+                &mut card,
+                &mut t,
+                &PACKAGE,
+                &SSD,
+                &hash,
+                &load_file(&[(&SSD, &dap)], tampered)
+            ),
+            0x6A80
+        );
+        assert_eq!(card.lfdb_decryptions(), i as u32 + 1);
+        assert_eq!(card.state().registry, before);
+    }
+    // Ciphertext that is not whole blocks: the same answer.
+    assert_eq!(
+        load(
+            &mut card,
+            &mut t,
+            &PACKAGE,
+            &SSD,
+            &hash,
+            &load_file(&[(&SSD, &dap)], &ciphered_body(&ciphertext[..n - 1]))
+        ),
+        0x6A80
+    );
+    assert_eq!(card.state().registry, before);
+    // The genuine load file with its DAP goes in.
+    let decrypted = card.lfdb_decryptions();
+    assert_eq!(
+        load(
+            &mut card,
+            &mut t,
+            &PACKAGE,
+            &SSD,
+            &hash,
+            &load_file(&[(&SSD, &dap)], &body)
+        ),
+        0x9000
+    );
+    assert_eq!(card.lfdb_decryptions(), decrypted + 1);
+    assert!(card
+        .state()
+        .registry
+        .load_file(&card_firmware::aid::Aid::new(&PACKAGE).unwrap())
+        .is_some());
+}
+
+#[test]
+fn ciphered_load_file_needs_the_lfdb_hash() {
+    let (mut card, mut t, _, dap, ciphertext) = dap_and_cipher_ssd();
+    let before = card.state().registry.clone();
+    let body = ciphered_body(&ciphertext);
+    for file in [body.clone(), load_file(&[(&SSD, &dap)], &body)] {
+        assert_eq!(load(&mut card, &mut t, &PACKAGE, &SSD, &[], &file), 0x6A80);
+        assert_eq!(card.lfdb_decryptions(), 0);
+        assert_eq!(card.state().registry, before);
+    }
 }
 
 #[test]

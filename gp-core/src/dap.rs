@@ -216,6 +216,46 @@ pub fn decrypt_lfdb_des3(
         .ok_or(DapError::BadPadding)
 }
 
+/// Decrypts a `D4` value under an AES key and leaves the `80 00…` padding in place, for a card
+/// that checks padding and LFDB hash together in constant time (so that bad padding and a wrong
+/// hash cannot be told apart: no padding oracle). Only the lengths are checked here: `data` must
+/// be whole blocks, at least one, and `icv` 16 bytes.
+pub fn decrypt_lfdb_aes_padded(
+    key: &AesKey,
+    icv: Option<&[u8]>,
+    data: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, DapError> {
+    let icv: [u8; 16] = match icv {
+        None => [0; 16],
+        Some(v) => v.try_into().map_err(|_| DapError::Malformed)?,
+    };
+    if data.is_empty() {
+        return Err(DapError::Malformed);
+    }
+    let mut buf = Zeroizing::new(data.to_vec());
+    crypto::aes_cbc_decrypt(key, &icv, &mut buf).map_err(|_| DapError::Malformed)?;
+    Ok(buf)
+}
+
+/// Decrypts a `D4` value under a 3DES key and leaves the padding in place (see
+/// [`decrypt_lfdb_aes_padded`]); `icv` is 8 bytes.
+pub fn decrypt_lfdb_des3_padded(
+    key: &Des3Key,
+    icv: Option<&[u8]>,
+    data: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, DapError> {
+    let icv: [u8; 8] = match icv {
+        None => [0; 8],
+        Some(v) => v.try_into().map_err(|_| DapError::Malformed)?,
+    };
+    if data.is_empty() {
+        return Err(DapError::Malformed);
+    }
+    let mut buf = Zeroizing::new(data.to_vec());
+    crypto::tdes_cbc_decrypt(key, &icv, &mut buf).map_err(|_| DapError::Malformed)?;
+    Ok(buf)
+}
+
 /// Asymmetric DAP signature formats (GPC C.3 with B.3 and B.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AsymmetricDap {

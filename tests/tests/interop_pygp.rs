@@ -359,7 +359,6 @@ fn set_status_application_and_card_life_cycles() {
 }
 
 #[test]
-#[ignore = "card: MANAGE CHANNEL answers 6E00, and 6982 inside a secure channel which it closes, instead of 6881 from the OPEN (docs/interop.md, finding 1)"]
 fn manage_channel_is_refused_by_the_open() {
     let Some(b) = bench("manage_channel_is_refused_by_the_open") else {
         return;
@@ -374,7 +373,6 @@ fn manage_channel_is_refused_by_the_open() {
 }
 
 #[test]
-#[ignore = "card: STORE DATA to the ISD does not check block numbers (docs/interop.md, finding 2)"]
 fn store_data_block_numbers_are_checked() {
     let Some(b) = bench("store_data_block_numbers_are_checked") else {
         return;
