@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end demo: an issuer key ceremony on a throwaway SoftHSM token, a fab-fresh simulated card
-# personalised with per-card keys derived in the token, and a package loaded and installed after issuance.
+# personalised with per-card keys derived in the token, and a package loaded and installed after issuance;
+# then the vendor's side: its own token, its security domain on the card with that card's DAP key, and a
+# package signed for that card and ciphered, loaded through the SSD.
 # Everything lives under target/demo and is made anew on every run; nothing asks for input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,15 +69,39 @@ step "a card's per-card keys, derived in the token: only their check values are 
 kdd=$("$bin/card-sim" info --image "$demo/card.img" | awk '/^KDD:/ {print $2}')
 "$bin/signer" keys derive --master "$master" --scheme emv --kdd "$kdd" --pin-source env:POSTISSUE_DEMO_PIN
 
+step "the vendor's application: a second CAP file (package A000000647504902, applet A00000064750490201)"
+"$bin/examples/demo-cap" "$demo/hello-vendor.cap" A000000647504902 A00000064750490201
+
 step "a vendor package with one DAP per card (keys derived in the vendor's token) and a ciphered LFDB"
+ssd=A0000001515350410001
 printf 'identity,kdd\ndemo-card,%s\n' "$kdd" >"$demo/cards.csv"
-"$bin/signer" package "$demo/hello.cap" --out "$demo/hello-vendor.pkg" \
-  --dap aes --dap-key "pkcs11:token=vendor;object=dap-master" --cards "$demo/cards.csv" --diversify aes \
+"$bin/signer" package "$demo/hello-vendor.cap" --out "$demo/hello-vendor.pkg" \
+  --dap aes --dap-key "pkcs11:token=vendor;object=dap-master" --dap-sd "$ssd" \
+  --cards "$demo/cards.csv" --diversify aes \
   --encrypt --cipher-key "pkcs11:token=vendor;object=lfdb-cipher" \
   --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl"
 "$bin/signer" inspect "$demo/hello-vendor.pkg"
 "$bin/signer" verify "$demo/hello-vendor.pkg" --dap-key "pkcs11:token=vendor;object=dap-master" \
   --cipher-key "pkcs11:token=vendor;object=lfdb-cipher" --pin-source env:POSTISSUE_DEMO_PIN
+
+step "the issuer creates the vendor's security domain $ssd (DAP verification, ciphered load files)"
+"$bin/signer" card create-sd --card "sim:$demo/card.img" --master "$master" --sd "$ssd" \
+  --privileges dap-verification,ciphered-load-file-data-block --scp 03 \
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl"
+
+step "the vendor puts this card's DAP key and its cipher key into its SSD, through the SSD's own channel"
+"$bin/signer" sd put-keys --card "sim:$demo/card.img" --sd "$ssd" \
+  --dap-master "pkcs11:token=vendor;object=dap-master" --diversify aes \
+  --cipher-key "pkcs11:token=vendor;object=lfdb-cipher" \
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl"
+
+step "post-issuance load of the signed vendor package: the SSD checks this card's DAP and deciphers the LFDB"
+"$bin/signer" deploy "$demo/hello-vendor.pkg" --card "sim:$demo/card.img" --master "$master" --sd "$ssd" \
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl"
+
+step "the card's registry: the vendor's SSD and its application, SELECTABLE"
+"$bin/signer" card list --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
+"$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl"
 "$bin/keyman" ledger verify "$demo/vendor-ledger.jsonl"
 
-step "done: token, ledger, card image and package are in $demo"
+step "done: tokens, ledgers, card image and packages are in $demo"

@@ -247,3 +247,15 @@ pub fn derive_dap_key<'s, 'h>(
         )?))
     }
 }
+
+/// The derivation data of a card key with role byte `kk` under `scheme` (the scheme's layout with `kk`
+/// in place of the channel key's): the card domain's receipt key uses `kk` = `71`, the key version GP
+/// reserves for receipt generation, so each card signs its receipts with a key of its own.
+pub fn role_derivation_data(
+    scheme: Scheme,
+    kdd: &[u8; 10],
+    kk: u8,
+    out: SecretKeyType,
+) -> Result<Vec<u8>, Error> {
+    scheme_data(scheme, kdd, kk, out)
+}

@@ -12,8 +12,7 @@ use gp_core::commands::{
 };
 use gp_core::diversify::Scheme;
 use gp_core::scp03::SecurityLevel;
-use keyman::hsm::{KeyHandle, SecretKeyType, TokenSession, Usage};
-use secrecy::SecretSlice;
+use keyman::hsm::{KeyHandle, SecretKeyType, TokenSession};
 
 /// The default GlobalPlatform test key (`40..4F`) that many cards ship with as their transport key.
 pub const DEFAULT_TRANSPORT_KEY: [u8; 16] = [
@@ -52,15 +51,8 @@ pub fn personalise(
     scheme: Scheme,
 ) -> Result<Personalised, Error> {
     channel::select(t, &ISD_AID)?;
-    let transport_key = SecretSlice::from(DEFAULT_TRANSPORT_KEY.to_vec());
-    let tk_enc = token.import_session_key(&transport_key, SecretKeyType::Aes128, &[Usage::Sign])?;
-    let tk_mac = token.import_session_key(&transport_key, SecretKeyType::Aes128, &[Usage::Sign])?;
-    let tk_dek = token.import_session_key(&transport_key, SecretKeyType::Aes128, &[Usage::Wrap])?;
-    let transport = StaticKeys {
-        enc: tk_enc.handle(),
-        mac: tk_mac.handle(),
-        dek: tk_dek.handle(),
-    };
+    let transport_keys = crate::sd::import_default_transport_keys(token)?;
+    let transport = transport_keys.statics();
     let (hc, iu) = channel::initialize_update(t, token, 0)?;
     let old_kvn = iu.kvn;
     let kdd = iu.kdd;

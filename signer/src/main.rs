@@ -65,14 +65,63 @@ enum Command {
         /// Append a delivery record to this ledger (created if absent).
         #[arg(long)]
         ledger: Option<PathBuf>,
+        #[command(flatten)]
+        delegated: signer::token::DelegatedArgs,
     },
     /// Card management: registry, life cycle, key rotation.
     Card {
         #[command(subcommand)]
         command: CardCommand,
     },
+    /// A vendor's security domain (SSD), through the SSD's own secure channel.
+    Sd {
+        #[command(subcommand)]
+        command: SdCommand,
+    },
+    /// Delegated management: tokens signed with the issuer's key, and the card keys that check them.
+    Token {
+        #[command(subcommand)]
+        command: signer::token::TokenCommand,
+    },
+    /// Applications on a card, through their security domain.
+    App {
+        #[command(subcommand)]
+        command: signer::perso::AppCommand,
+    },
     /// Personalisation batch: PUT KEY payloads for every card of a card list, wrapped in the token.
     Batch(signer::batch::BatchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SdCommand {
+    /// Put the vendor's per-card DAP key (KVN 73) and load-file cipher key (KVN 74) into its SSD, wrapped in
+    /// the vendor's token under the SSD's current DEK.
+    PutKeys(SdPutKeysArgs),
+}
+
+#[derive(Args, Debug)]
+struct SdPutKeysArgs {
+    /// The card: sim:IMAGE-PATH or pcsc:READER-NAME.
+    #[arg(long)]
+    card: CardRef,
+    /// The SSD's AID (hex). Its channel opens with its transport key set (the default key).
+    #[arg(long)]
+    sd: String,
+    /// The vendor's per-card DAP master: pkcs11:token=LABEL;object=KEY-LABEL.
+    #[arg(long)]
+    dap_master: String,
+    /// Scheme deriving the card's DAP key from the KDD the SSD reports: aes, emv or visa2 (as `package
+    /// --diversify`).
+    #[arg(long)]
+    diversify: Scheme,
+    /// The load-file cipher key to put as KVN 74 (same token; extractable, leaves the token only wrapped).
+    #[arg(long)]
+    cipher_key: Option<String>,
+    #[command(flatten)]
+    token: TokenArgs,
+    /// Append a delivery record to this ledger (created if absent).
+    #[arg(long)]
+    ledger: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -202,6 +251,27 @@ enum CardCommand {
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
+    /// Create a vendor's security domain (SSD) through the card domain: INSTALL [for install and make
+    /// selectable] from the card's security-domain module.
+    CreateSd {
+        #[command(flatten)]
+        card: CardArgs,
+        /// The new SSD's AID (hex, 5 to 16 bytes).
+        #[arg(long)]
+        sd: String,
+        /// Comma-separated privileges besides Security Domain: dap-verification, mandated-dap-verification,
+        /// ciphered-load-file-data-block, authorized-management, delegated-management, card-lock,
+        /// card-terminate, trusted-path, global-service, cvm-management.
+        #[arg(long, default_value = "dap-verification")]
+        privileges: String,
+        /// Secure channel protocol of the SSD's keys: 03 (i=70), 02 (i=55) or PP:II (default: the card
+        /// domain's).
+        #[arg(long)]
+        scp: Option<String>,
+        /// Append a delivery record to this ledger.
+        #[arg(long)]
+        ledger: Option<PathBuf>,
+    },
     /// Rotate the card domain's keys: a new per-card key set from --new-master replaces the current one.
     PutKeys {
         #[command(flatten)]
@@ -305,8 +375,9 @@ fn with_master<T>(
     f(&session, master, &label)
 }
 
-/// The ledger's record of the issuer key used: label, ID, type, KCV when the token can give one.
-fn issuer_key_output(session: &TokenSession<'_>, key: KeyHandle, label: &str) -> Vec<Output> {
+/// The ledger's record of a token key used (issuer master, vendor DAP master or cipher key): label, ID,
+/// type, KCV when the token can give one.
+fn token_key_output(session: &TokenSession<'_>, key: KeyHandle, label: &str) -> Vec<Output> {
     let Ok(info) = session.key_info(key) else {
         return Vec::new();
     };
@@ -342,8 +413,30 @@ fn run(cli: Cli) -> Result<(), Error> {
             card,
             sd,
             ledger,
-        } => deploy(&package, &card, sd.as_deref(), ledger.as_deref(), dry),
+            delegated,
+        } => match (&delegated.tokens, &sd) {
+            (Some(_), Some(sd)) => signer::token::deploy(
+                &package,
+                &card.card,
+                &card.master,
+                card.scheme,
+                &signer::token::TokenAccess {
+                    pin_source: card.token.pin_source.clone(),
+                    module: card.token.module.clone(),
+                },
+                sd,
+                &delegated,
+                ledger.as_deref(),
+                dry,
+            ),
+            _ => deploy(&package, &card, sd.as_deref(), ledger.as_deref(), dry),
+        },
+        Command::Token { command } => signer::token::run(command, dry),
+        Command::App { command } => signer::perso::run(command, dry),
         Command::Card { command } => card_command(command, dry),
+        Command::Sd {
+            command: SdCommand::PutKeys(args),
+        } => sd_put_keys(&args, dry),
         Command::Batch(args) => signer::batch::run(&args, dry),
     }
 }
@@ -794,7 +887,7 @@ fn personalise(card: &CardArgs, ledger: Option<&Path>, dry: bool) -> Result<(), 
     let mut t = connect(&card.card)?;
     let result = with_master(card, |session, master, label| {
         let done = gp::personalise(t.as_mut(), session, master, card.scheme)?;
-        let mut common = issuer_key_output(session, master, label);
+        let mut common = token_key_output(session, master, label);
         common.push(records::card_output(&format!(
             "KDD:{}",
             hex::encode_upper(done.kdd)
@@ -901,7 +994,7 @@ fn deploy(
         gp::load_and_install_with(&mut ch, &req, &opts)?;
         let identity = format!("KDD:{}", hex::encode_upper(kdd));
         let mut common = vec![records::package_output(&bytes)];
-        common.extend(issuer_key_output(session, master, label));
+        common.extend(token_key_output(session, master, label));
         common.push(records::card_output(&identity));
         let daps: Vec<Output> = opts
             .dap_blocks
@@ -983,6 +1076,22 @@ fn card_command(command: CardCommand, dry: bool) -> Result<(), Error> {
                 dry,
             )
         }
+        CardCommand::CreateSd {
+            card,
+            sd,
+            privileges,
+            scp,
+            ledger,
+        } => {
+            return create_sd(
+                &card,
+                &sd,
+                &privileges,
+                scp.as_deref(),
+                ledger.as_deref(),
+                dry,
+            )
+        }
         CardCommand::Lock { card, ledger } => (card, CardStateChange::Lock, ledger, None),
         CardCommand::Unlock { card, ledger } => (card, CardStateChange::Unlock, ledger, None),
         CardCommand::Terminate {
@@ -1014,7 +1123,7 @@ fn card_command(command: CardCommand, dry: bool) -> Result<(), Error> {
             }
         }
         gp::set_card_state(&mut ch, change)?;
-        let mut common = issuer_key_output(session, master, label);
+        let mut common = token_key_output(session, master, label);
         common.push(records::card_output(&format!(
             "KDD:{}",
             hex::encode_upper(kdd)
@@ -1104,7 +1213,7 @@ fn put_keys(
             Purpose::PutKey,
         )?;
         let kcvs = gp::put_key_set(&mut ch, session, statics.dek, &new, iu.kvn, new_kvn)?;
-        let mut common = issuer_key_output(session, nm, &new_label);
+        let mut common = token_key_output(session, nm, &new_label);
         common.push(records::card_output(&format!(
             "KDD:{}",
             hex::encode_upper(iu.kdd)
@@ -1132,6 +1241,218 @@ fn put_keys(
         }
         Err(e) => {
             records.abort("signer card put-keys", &e);
+            Err(e)
+        }
+    }
+}
+
+fn create_sd(
+    card: &CardArgs,
+    sd: &str,
+    privileges: &str,
+    scp: Option<&str>,
+    ledger: Option<&Path>,
+    dry: bool,
+) -> Result<(), Error> {
+    let spec = signer::sd::SdSpec {
+        aid: parse_aid(sd, "--sd")?,
+        privileges: signer::sd::parse_privileges(privileges)?,
+        scp: scp.map(signer::sd::parse_scp).transpose()?,
+    };
+    let aid = hex::encode_upper(&spec.aid);
+    let names = signer::sd::privilege_names(&spec.privileges).join(", ");
+    let protocol = spec.scp.map_or("the card domain's".to_string(), |(p, i)| {
+        format!("SCP{p:02X} i={i:02X}")
+    });
+    if dry {
+        println!(
+            "would connect to {} and open SCP03 to the card domain with keys derived from {}",
+            card.card, card.master
+        );
+        println!(
+            "would INSTALL [for install and make selectable] security domain {aid} from {} module {}",
+            hex::encode_upper(signer::sd::SD_LOAD_FILE_AID),
+            hex::encode_upper(signer::sd::SD_MODULE_AID)
+        );
+        println!(
+            "  privileges {} ({names}), install parameters {} (protocol {protocol})",
+            hex::encode_upper(spec.privileges),
+            hex::encode_upper(spec.install_parameters())
+        );
+        println!("would read the registry back and show the new security domain");
+        if let Some(l) = ledger {
+            println!("would append a delivery record to {}", l.display());
+        }
+        return Ok(());
+    }
+    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut t = connect(&card.card)?;
+    let run = "signer card create-sd";
+    let result = with_master(card, |session, master, label| {
+        let (mut ch, kdd) = gp::open_issuer_channel(t.as_mut(), session, master, card.scheme)?;
+        signer::sd::create_security_domain(&mut ch, &spec)?;
+        let entry = gp::registry(&mut ch)?
+            .into_iter()
+            .find(|(p1, e)| *p1 == 0x40 && e.aid == spec.aid)
+            .ok_or_else(|| {
+                Error::Card(format!(
+                    "the card accepted the INSTALL but its registry does not list {aid}"
+                ))
+            })?;
+        let mut common = token_key_output(session, master, label);
+        common.push(records::card_output(&format!(
+            "KDD:{}",
+            hex::encode_upper(kdd)
+        )));
+        records.record(
+            EntryKind::Delivery,
+            run,
+            &format!("create security domain {aid}"),
+            &[],
+            &common,
+            &[],
+        )?;
+        Ok((kdd, entry))
+    });
+    match result {
+        Ok((kdd, (p1, entry))) => {
+            println!(
+                "card {}: security domain {aid} created",
+                hex::encode_upper(kdd)
+            );
+            println!(
+                "  privileges  {} ({names}), protocol {protocol}",
+                hex::encode_upper(spec.privileges)
+            );
+            println!("  registry    {}", gp::describe_entry(p1, &entry));
+            println!(
+                "  keys        its transport key set; the vendor puts its own with `signer sd put-keys`"
+            );
+            Ok(())
+        }
+        Err(e) => {
+            records.abort(run, &e);
+            Err(e)
+        }
+    }
+}
+
+fn sd_put_keys(a: &SdPutKeysArgs, dry: bool) -> Result<(), Error> {
+    let sd_aid = parse_aid(&a.sd, "--sd")?;
+    let (uri, dap_label) = key_uri(&a.dap_master, "--dap-master")?;
+    let cipher = a
+        .cipher_key
+        .as_deref()
+        .map(|k| key_uri(k, "--cipher-key"))
+        .transpose()?;
+    if let Some((c, _)) = &cipher {
+        same_token(&uri, c, "--dap-master and --cipher-key")?;
+    }
+    let aid = hex::encode_upper(&sd_aid);
+    if dry {
+        println!(
+            "would connect to {}, SELECT security domain {aid} and open SCP03 to it with its transport \
+             key set (the default key, imported into the token of --dap-master as session objects)",
+            a.card
+        );
+        println!(
+            "would derive the card's DAP key in the token from '{dap_label}' ({}) and the KDD the SSD reports",
+            a.diversify
+        );
+        println!(
+            "would PUT KEY it as KVN {:02X} key {:02X}, wrapped in the token under the SSD's DEK",
+            signer::sd::DAP_KVN,
+            signer::sd::SD_KEY_ID
+        );
+        if let Some((_, label)) = &cipher {
+            println!(
+                "would PUT KEY '{label}' as KVN {:02X} key {:02X}, wrapped in the token under the SSD's DEK",
+                signer::sd::CIPHER_KVN,
+                signer::sd::SD_KEY_ID
+            );
+        }
+        println!("would check the KCVs the card confirms against the token's; no key leaves the token in clear");
+        if let Some(l) = &a.ledger {
+            println!("would append a delivery record to {}", l.display());
+        }
+        return Ok(());
+    }
+    let mut records = Records::open(a.ledger.as_deref(), a.token.pin_source.is_scripted())?;
+    let mut t = connect(&a.card)?;
+    let run = "signer sd put-keys";
+    let result = (|| {
+        let hsm = Hsm::for_uri(&uri, a.token.module.as_deref())?;
+        let session = open_token(&hsm, &uri, &a.token)?;
+        let master = session.find_secret_key(&dap_label)?;
+        let cipher_key = cipher
+            .as_ref()
+            .map(|(_, label)| session.find_secret_key(label).map(|k| (label, k)))
+            .transpose()?;
+        let transport = signer::sd::import_default_transport_keys(&session)?;
+        let statics = transport.statics();
+        let (mut ch, iu) = signer::sd::open_sd_channel(t.as_mut(), &session, &sd_aid, statics)?;
+        let dap_key = signer::sd::derive_sd_dap_key(&session, master, a.diversify, &iu.kdd)?;
+        let mut put = vec![(
+            signer::sd::DAP_KVN,
+            format!("DAP key for this card from '{dap_label}' ({})", a.diversify),
+            signer::sd::put_sd_key(
+                &mut ch,
+                &session,
+                statics.dek,
+                dap_key.handle(),
+                0,
+                signer::sd::DAP_KVN,
+            )?,
+        )];
+        let mut common = token_key_output(&session, master, &dap_label);
+        if let Some((label, key)) = cipher_key {
+            let kcv = signer::sd::put_sd_key(
+                &mut ch,
+                &session,
+                statics.dek,
+                key,
+                0,
+                signer::sd::CIPHER_KVN,
+            )?;
+            put.push((
+                signer::sd::CIPHER_KVN,
+                format!("load-file cipher key '{label}'"),
+                kcv,
+            ));
+            common.extend(token_key_output(&session, key, label));
+        }
+        common.push(records::card_output(&format!(
+            "KDD:{}",
+            hex::encode_upper(iu.kdd)
+        )));
+        let kvns: Vec<String> = put.iter().map(|(k, _, _)| format!("{k:02X}")).collect();
+        records.record(
+            EntryKind::Delivery,
+            run,
+            &format!("security domain {aid} keys {}", kvns.join(",")),
+            &[],
+            &common,
+            &[],
+        )?;
+        Ok((iu.kdd, iu.kvn, put))
+    })();
+    match result {
+        Ok((kdd, kvn, put)) => {
+            println!(
+                "card {}: security domain {aid}, SCP03 with its key set {kvn:02X}",
+                hex::encode_upper(kdd)
+            );
+            for (kvn, what, kcv) in put {
+                println!(
+                    "  KVN {kvn:02X} key {:02X}  {what}, KCV {} (AES-ECB(01*16) GPC B.6), confirmed by the card",
+                    signer::sd::SD_KEY_ID,
+                    hex::encode_upper(kcv)
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            records.abort(run, &e);
             Err(e)
         }
     }

@@ -203,6 +203,59 @@ pub fn fails(cmd: &mut Command) -> String {
     err
 }
 
+/// `signer card create-sd`: the issuer creates the vendor's security domain `sd` on the simulated card
+/// `image` through its card-domain channel (keys derived from `master`), with `privileges` and SCP03.
+pub fn create_sd(hsm: &SoftHsm, image: &str, master: &str, sd: &str, privileges: &str) -> Command {
+    let mut c = hsm.tool("signer");
+    c.args([
+        "card",
+        "create-sd",
+        "--card",
+        &format!("sim:{image}"),
+        "--master",
+        master,
+        "--sd",
+        sd,
+        "--privileges",
+        privileges,
+        "--scp",
+        "03",
+        "--pin-source",
+        &format!("env:{PIN_VAR}"),
+    ]);
+    c
+}
+
+/// `signer sd put-keys`: the vendor puts the card's DAP key (derived from `dap_master` with scheme `aes`)
+/// and, when given, `cipher_key` into its security domain `sd`, through the SSD's own channel.
+pub fn sd_put_keys(
+    hsm: &SoftHsm,
+    image: &str,
+    sd: &str,
+    dap_master: &str,
+    cipher_key: Option<&str>,
+) -> Command {
+    let mut c = hsm.tool("signer");
+    c.args([
+        "sd",
+        "put-keys",
+        "--card",
+        &format!("sim:{image}"),
+        "--sd",
+        sd,
+        "--dap-master",
+        dap_master,
+        "--diversify",
+        "aes",
+        "--pin-source",
+        &format!("env:{PIN_VAR}"),
+    ]);
+    if let Some(k) = cipher_key {
+        c.args(["--cipher-key", k]);
+    }
+    c
+}
+
 /// The workspace root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

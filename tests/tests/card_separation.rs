@@ -9,14 +9,11 @@
 mod common;
 
 use common::*;
-use gp_core::commands::put_key::{KeyComponent, KeyData, PutKey, KEY_TYPE_AES};
-use gp_core::commands::InstallForInstall;
 use gp_core::diversify::Scheme;
 use keyman::hsm::{Hsm, KeyHandle, SecretKeySpec, SecretKeyType, TokenSession, TokenUri, Usage};
 use keyman::pin::PinSource;
 use postissue_tests::{fails, ok, PIN_VAR};
-use secrecy::SecretSlice;
-use signer::channel::{self, SecureChannel, StaticKeys};
+use signer::sd;
 use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
@@ -42,22 +39,19 @@ fn create_ssd(image: &str, issuer: &TokenSession<'_>) {
     let master = issuer.find_secret_key("isd-kmc").unwrap();
     let mut t = SimTransport::open(std::path::Path::new(image)).unwrap();
     let (mut ch, _) = signer::gp::open_issuer_channel(&mut t, issuer, master, Scheme::Emv).unwrap();
-    let install = InstallForInstall {
-        load_file_aid: h(SD_PACKAGE),
-        module_aid: h(SD_MODULE),
-        application_aid: h(SSD),
-        privileges: SSD_PRIVILEGES.to_vec(),
-        install_parameters: vec![0xC9, 0x00],
-        token: Vec::new(),
-        make_selectable: true,
+    let spec = sd::SdSpec {
+        aid: h(SSD),
+        privileges: SSD_PRIVILEGES,
+        scp: None,
     };
-    ch.send_ok(&install.to_apdu().unwrap(), "INSTALL SSD")
-        .unwrap();
+    assert_eq!(spec.install_command().load_file_aid, h(SD_PACKAGE));
+    assert_eq!(spec.install_command().module_aid, h(SD_MODULE));
+    sd::create_security_domain(&mut ch, &spec).unwrap();
 }
 
 /// The vendor (or its bureau) puts the card's DAP key (KVN 73) and the cipher key (KVN 74) into the SSD,
 /// through the SSD's own channel opened with its transport keys; each key is wrapped in the vendor's
-/// token under the SSD's DEK.
+/// token under the SSD's DEK, and the card confirms its KCV.
 fn provision_ssd(
     image: &str,
     vendor: &TokenSession<'_>,
@@ -65,59 +59,14 @@ fn provision_ssd(
     cipher: KeyHandle,
     kdd: &[u8; 10],
 ) {
-    let k = SecretSlice::from(signer::gp::DEFAULT_TRANSPORT_KEY.to_vec());
-    let enc = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let mac = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let dek = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Wrap])
-        .unwrap();
-    let keys = StaticKeys {
-        enc: enc.handle(),
-        mac: mac.handle(),
-        dek: dek.handle(),
-    };
+    let transport = sd::import_default_transport_keys(vendor).unwrap();
+    let keys = transport.statics();
     let mut t = SimTransport::open(std::path::Path::new(image)).unwrap();
-    channel::select(&mut t, &h(SSD)).unwrap();
-    let (hc, iu) = channel::initialize_update(&mut t, vendor, 0).unwrap();
-    let mut ch = SecureChannel::authenticate(
-        &mut t,
-        vendor,
-        keys,
-        hc,
-        &iu,
-        gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
-    )
-    .unwrap();
-    let data =
-        signer::diversify::dap_derivation_data(Scheme::Aes, kdd, SecretKeyType::Aes128).unwrap();
-    let card_dap = vendor
-        .derive_by_encryption(
-            dap_master,
-            &data,
-            SecretKeyType::Aes128,
-            &[Usage::Encrypt],
-            true,
-        )
-        .unwrap();
-    for (kvn, key) in [(0x73u8, card_dap.handle()), (0x74, cipher)] {
-        let kcv = vendor.kcv(key).unwrap();
-        let wrapped = vendor.wrap_cbc_zero_iv(dek.handle(), key).unwrap();
-        let put = PutKey {
-            new_kvn: kvn,
-            keys: vec![KeyData {
-                components: vec![KeyComponent {
-                    key_type: KEY_TYPE_AES,
-                    block: [&[16u8][..], &wrapped].concat(),
-                }],
-                kcv: kcv.value.to_vec(),
-            }],
-        };
-        ch.send_ok(&put.to_apdu(0, 1).unwrap(), "PUT KEY into the SSD")
-            .unwrap();
+    let (mut ch, iu) = sd::open_sd_channel(&mut t, vendor, &h(SSD), keys).unwrap();
+    assert_eq!(&iu.kdd, kdd, "the SSD reports the card's KDD");
+    let card_dap = sd::derive_sd_dap_key(vendor, dap_master, Scheme::Aes, &iu.kdd).unwrap();
+    for (kvn, key) in [(sd::DAP_KVN, card_dap.handle()), (sd::CIPHER_KVN, cipher)] {
+        sd::put_sd_key(&mut ch, vendor, keys.dek, key, 0, kvn).unwrap();
     }
 }
 

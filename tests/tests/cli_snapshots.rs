@@ -31,7 +31,7 @@ fn signer(dir: &std::path::Path) -> Command {
 #[test]
 fn help_texts() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, &[&str]); 10] = [
+    let cases: [(&str, &[&str]); 13] = [
         ("help", &["--help"]),
         ("help-package", &["package", "--help"]),
         ("help-verify", &["verify", "--help"]),
@@ -40,6 +40,9 @@ fn help_texts() {
         ("help-card", &["card", "--help"]),
         ("help-card-put-keys", &["card", "put-keys", "--help"]),
         ("help-card-terminate", &["card", "terminate", "--help"]),
+        ("help-card-create-sd", &["card", "create-sd", "--help"]),
+        ("help-sd", &["sd", "--help"]),
+        ("help-sd-put-keys", &["sd", "put-keys", "--help"]),
         ("help-batch", &["batch", "--help"]),
         ("help-inspect", &["inspect", "--help"]),
     ];
@@ -134,4 +137,45 @@ fn dry_runs_print_every_action_and_touch_nothing() {
         "pkcs11:token=issuer;object=isd-kmc",
     ]));
     check("dry-run-card-lock", &lock);
+    let create_sd = ok(signer(dir).args([
+        "--dry-run",
+        "card",
+        "create-sd",
+        "--card",
+        "sim:card.img",
+        "--master",
+        "pkcs11:token=issuer;object=isd-kmc",
+        "--sd",
+        "A0000001515350410001",
+        "--privileges",
+        "dap-verification,ciphered-load-file-data-block",
+        "--scp",
+        "03",
+        "--ledger",
+        "issuer.jsonl",
+    ]));
+    check("dry-run-card-create-sd", &create_sd);
+    let put_keys = ok(signer(dir).args([
+        "--dry-run",
+        "sd",
+        "put-keys",
+        "--card",
+        "sim:card.img",
+        "--sd",
+        "A0000001515350410001",
+        "--dap-master",
+        &format!("{vendor};object=dap-master"),
+        "--diversify",
+        "aes",
+        "--cipher-key",
+        &format!("{vendor};object=lfdb-cipher"),
+        "--ledger",
+        "vendor.jsonl",
+    ]));
+    check("dry-run-sd-put-keys", &put_keys);
+    assert!(
+        !dir.join("card.img").exists()
+            && !dir.join("issuer.jsonl").exists()
+            && !dir.join("vendor.jsonl").exists()
+    );
 }
