@@ -349,6 +349,22 @@ pub const fn plain_cla(cla: u8) -> u8 {
     cla & 0x80
 }
 
+/// `CLA INS P1 P2 Lc` as the secure channels MAC it: Lc one byte up to 255, else extended
+/// (`00` + two bytes); `None` beyond [`EXTENDED_MAX_DATA`].
+pub(crate) fn lc_header(cla: u8, ins: u8, p1: u8, p2: u8, lc: usize) -> Option<Vec<u8>> {
+    let mut h = Vec::with_capacity(7);
+    h.extend_from_slice(&[cla, ins, p1, p2]);
+    if lc <= SHORT_MAX_DATA {
+        h.push(lc as u8);
+    } else if lc <= EXTENDED_MAX_DATA {
+        h.push(0);
+        h.extend_from_slice(&(lc as u16).to_be_bytes());
+    } else {
+        return None;
+    }
+    Some(h)
+}
+
 fn short_le(b: u8) -> usize {
     if b == 0 {
         SHORT_MAX_LE
@@ -384,9 +400,7 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s).unwrap()
-    }
+    use crate::util::h;
 
     #[test]
     fn all_cases_round_trip() {

@@ -26,10 +26,15 @@ pub(crate) fn pad80(data: &[u8], block: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + block);
     out.extend_from_slice(data);
     out.push(0x80);
-    while out.len() % block != 0 {
-        out.push(0);
-    }
+    zero_pad(&mut out, block);
     out
+}
+
+/// Appends zero bytes until `buf` is a multiple of `block` long (none when it already is).
+pub(crate) fn zero_pad(buf: &mut Vec<u8>, block: usize) {
+    while buf.len() % block != 0 {
+        buf.push(0);
+    }
 }
 
 /// Removes ISO/IEC 9797-1 method 2 padding; `None` when no `80` marker ends the zeros or when
@@ -137,28 +142,27 @@ pub(crate) fn aes_cmac(key: &AesKey, parts: &[&[u8]]) -> [u8; 16] {
 
 /// Two-key 3DES-ECB encryption in place; `buf` must be a multiple of 8 bytes.
 pub(crate) fn tdes_ecb_encrypt(key: &Des3Key, buf: &mut [u8]) -> Result<(), NotBlockAligned> {
-    if buf.len() % 8 != 0 {
-        return Err(NotBlockAligned);
-    }
-    let c = TdesEde2::new(key.as_bytes().into());
-    for chunk in buf.chunks_exact_mut(8) {
-        if let Ok(block) = <&mut [u8; 8]>::try_from(chunk) {
-            c.encrypt_block(block.into());
-        }
-    }
-    Ok(())
+    tdes_ecb(key, buf, |c, block| c.encrypt_block(block.into()))
 }
 
 /// Two-key 3DES-ECB decryption in place; `buf` must be a multiple of 8 bytes.
 pub(crate) fn tdes_ecb_decrypt(key: &Des3Key, buf: &mut [u8]) -> Result<(), NotBlockAligned> {
     use cipher::BlockDecrypt;
+    tdes_ecb(key, buf, |c, block| c.decrypt_block(block.into()))
+}
+
+fn tdes_ecb(
+    key: &Des3Key,
+    buf: &mut [u8],
+    op: impl Fn(&TdesEde2, &mut [u8; 8]),
+) -> Result<(), NotBlockAligned> {
     if buf.len() % 8 != 0 {
         return Err(NotBlockAligned);
     }
     let c = TdesEde2::new(key.as_bytes().into());
     for chunk in buf.chunks_exact_mut(8) {
         if let Ok(block) = <&mut [u8; 8]>::try_from(chunk) {
-            c.decrypt_block(block.into());
+            op(&c, block);
         }
     }
     Ok(())

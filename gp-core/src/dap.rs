@@ -175,16 +175,21 @@ pub fn encrypt_lfdb_aes(key: &AesKey, icv: Option<&[u8; 16]>, lfdb: &[u8]) -> Ve
     buf
 }
 
+/// The `D3` ICV as an array of the cipher's block size; zero when `D3` was not sent.
+fn icv_or_zero<const N: usize>(icv: Option<&[u8]>) -> Result<[u8; N], DapError> {
+    match icv {
+        None => Ok([0; N]),
+        Some(v) => v.try_into().map_err(|_| DapError::Malformed),
+    }
+}
+
 /// Decrypts a `D4` value encrypted with [`encrypt_lfdb_aes`]; `icv` is the value of `D3`, if any.
 pub fn decrypt_lfdb_aes(
     key: &AesKey,
     icv: Option<&[u8]>,
     data: &[u8],
 ) -> Result<Vec<u8>, DapError> {
-    let icv: [u8; 16] = match icv {
-        None => [0; 16],
-        Some(v) => v.try_into().map_err(|_| DapError::Malformed)?,
-    };
+    let icv = icv_or_zero::<16>(icv)?;
     let mut buf = Zeroizing::new(data.to_vec());
     crypto::aes_cbc_decrypt(key, &icv, &mut buf).map_err(|_| DapError::Malformed)?;
     crypto::unpad80(&buf, 16)
@@ -205,10 +210,7 @@ pub fn decrypt_lfdb_des3(
     icv: Option<&[u8]>,
     data: &[u8],
 ) -> Result<Vec<u8>, DapError> {
-    let icv: [u8; 8] = match icv {
-        None => [0; 8],
-        Some(v) => v.try_into().map_err(|_| DapError::Malformed)?,
-    };
+    let icv = icv_or_zero::<8>(icv)?;
     let mut buf = Zeroizing::new(data.to_vec());
     crypto::tdes_cbc_decrypt(key, &icv, &mut buf).map_err(|_| DapError::Malformed)?;
     crypto::unpad80(&buf, 8)
@@ -225,10 +227,7 @@ pub fn decrypt_lfdb_aes_padded(
     icv: Option<&[u8]>,
     data: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DapError> {
-    let icv: [u8; 16] = match icv {
-        None => [0; 16],
-        Some(v) => v.try_into().map_err(|_| DapError::Malformed)?,
-    };
+    let icv = icv_or_zero::<16>(icv)?;
     if data.is_empty() {
         return Err(DapError::Malformed);
     }
@@ -244,10 +243,7 @@ pub fn decrypt_lfdb_des3_padded(
     icv: Option<&[u8]>,
     data: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DapError> {
-    let icv: [u8; 8] = match icv {
-        None => [0; 8],
-        Some(v) => v.try_into().map_err(|_| DapError::Malformed)?,
-    };
+    let icv = icv_or_zero::<8>(icv)?;
     if data.is_empty() {
         return Err(DapError::Malformed);
     }
@@ -351,9 +347,7 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s).unwrap()
-    }
+    use crate::util::h;
     const K: &str = "404142434445464748494A4B4C4D4E4F";
     // GP-FACTS "Load files and DAP": empty-2.2.1.cap LFDB without Descriptor.
     const EMPTY_SHA1: &str = "BD74FF188CFF4D78D95A6AC1952166338C49F485";

@@ -248,9 +248,7 @@ mod tests {
     use crate::kcv::kcv_des3;
     use alloc::string::ToString;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s).unwrap()
-    }
+    use crate::util::h;
     fn kdd(s: &str) -> [u8; 10] {
         h(s).try_into().unwrap()
     }

@@ -8,6 +8,7 @@ use core::fmt;
 
 use crate::crypto;
 use crate::keys::{AesKey, Des3Key};
+use crate::util::first_n;
 
 /// How a key check value was computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,33 +31,26 @@ impl fmt::Display for KcvMethod {
     }
 }
 
-fn first3(b: &[u8]) -> [u8; 3] {
-    match b {
-        [a, b, c, ..] => [*a, *b, *c],
-        _ => [0; 3],
-    }
-}
-
 /// KCV of a 3DES key: the first three bytes of `3DES-ECB(key, 00×8)`.
 pub fn kcv_des3(key: &Des3Key) -> [u8; 3] {
     let mut block = [0u8; 8];
     // An 8-byte buffer is always block aligned.
     let _ = crypto::tdes_ecb_encrypt(key, &mut block);
-    first3(&block)
+    first_n::<3>(&block)
 }
 
 /// KCV of an AES key per GPC B.6: the first three bytes of `AES-ECB(key, 01×16)`.
 pub fn kcv_aes(key: &AesKey) -> [u8; 3] {
     let mut block = [0x01u8; 16];
     crypto::aes_encrypt_block(key, &mut block);
-    first3(&block)
+    first_n::<3>(&block)
 }
 
 /// KCV of an AES key over zeros: the first three bytes of `AES-ECB(key, 00×16)`.
 pub fn kcv_aes_zeros(key: &AesKey) -> [u8; 3] {
     let mut block = [0u8; 16];
     crypto::aes_encrypt_block(key, &mut block);
-    first3(&block)
+    first_n::<3>(&block)
 }
 
 #[cfg(test)]
@@ -65,9 +59,7 @@ mod tests {
     use super::*;
     use alloc::{format, vec::Vec};
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s).unwrap()
-    }
+    use crate::util::h;
 
     const K: &str = "404142434445464748494A4B4C4D4E4F";
 

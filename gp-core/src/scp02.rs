@@ -56,9 +56,7 @@ impl BlockCipher3Des for Des3Key {
     /// Data that is not a multiple of 8 bytes is zero-padded first.
     fn encrypt_cbc_zero_iv(&mut self, data: &[u8]) -> Result<Vec<u8>, Infallible> {
         let mut buf = data.to_vec();
-        while buf.len() % 8 != 0 {
-            buf.push(0);
-        }
+        crypto::zero_pad(&mut buf, 8);
         let _ = crypto::tdes_cbc_encrypt(self, &[0; 8], &mut buf);
         Ok(buf)
     }
@@ -582,10 +580,7 @@ impl Session {
         let Some(stripped) = self.rmac_command.take() else {
             return Err(Scp02Error::WrongState);
         };
-        let Some(split) = resp.data.len().checked_sub(MAC_LEN) else {
-            return self.fail(Scp02Error::BadMac);
-        };
-        let Some((body, mac)) = resp.data.split_at_checked(split) else {
+        let Some((body, mac)) = resp.data.split_last_chunk::<MAC_LEN>() else {
             return self.fail(Scp02Error::BadMac);
         };
         if !resp.sw().is_success_or_warning() && !body.is_empty() {
@@ -626,11 +621,9 @@ impl Session {
         let Some((mac, [])) = take_array::<8>(mac) else {
             return self.fail(Scp02Error::WrongLength);
         };
-        let expected = match self.c_mac_over(&[0; 8], cmd.cla, cmd.ins, cmd.p1, cmd.p2, cryptogram)
-        {
-            Ok(m) => m,
-            Err(e) => return self.fail(e),
-        };
+        let expected = self
+            .c_mac_over(&[0; 8], cmd.cla, cmd.ins, cmd.p1, cmd.p2, cryptogram)
+            .or_else(|e| self.fail(e))?;
         let mac_ok = crypto::ct_eq(&expected, mac);
         let crypto_ok = crypto::ct_eq(cryptogram, expected_host_cryptogram);
         if !mac_ok {
@@ -657,25 +650,18 @@ impl Session {
             if !apdu::has_secure_messaging(cmd.cla) {
                 return self.fail(Scp02Error::NotSecured);
             }
-            let Some(split) = cmd.data.len().checked_sub(MAC_LEN) else {
-                return self.fail(Scp02Error::BadMac);
-            };
-            let Some((body, mac)) = cmd.data.split_at_checked(split) else {
+            let Some((body, mac)) = cmd.data.split_last_chunk::<MAC_LEN>() else {
                 return self.fail(Scp02Error::BadMac);
             };
             let plain = if self.level.c_dec() && !body.is_empty() {
-                match self.decrypt(body) {
-                    Ok(p) => p,
-                    Err(e) => return self.fail(e),
-                }
+                self.decrypt(body).or_else(|e| self.fail(e))?
             } else {
                 body.to_vec()
             };
             let icv = self.next_icv();
-            let expected = match self.c_mac_over(&icv, cmd.cla, cmd.ins, cmd.p1, cmd.p2, &plain) {
-                Ok(m) => m,
-                Err(e) => return self.fail(e),
-            };
+            let expected = self
+                .c_mac_over(&icv, cmd.cla, cmd.ins, cmd.p1, cmd.p2, &plain)
+                .or_else(|e| self.fail(e))?;
             if !crypto::ct_eq(&expected, mac) {
                 return self.fail(Scp02Error::BadMac);
             }
@@ -690,16 +676,11 @@ impl Session {
             )
         };
         self.rmac_command = if self.level.r_mac() {
-            match Self::stripped_command(
-                plain_cmd.cla,
-                plain_cmd.ins,
-                plain_cmd.p1,
-                plain_cmd.p2,
-                &plain_cmd.data,
-            ) {
-                Ok(s) => Some(s),
-                Err(e) => return self.fail(e),
-            }
+            let p = &plain_cmd;
+            Some(
+                Self::stripped_command(p.cla, p.ins, p.p1, p.p2, &p.data)
+                    .or_else(|e| self.fail(e))?,
+            )
         } else {
             None
         };
@@ -746,17 +727,7 @@ impl Session {
 
 /// `CLA INS P1 P2 Lc` with Lc one byte up to 255, else extended (`00` + two bytes).
 fn header_bytes(cla: u8, ins: u8, p1: u8, p2: u8, lc: usize) -> Result<Vec<u8>, Scp02Error> {
-    let mut h = Vec::with_capacity(7 + lc);
-    h.extend_from_slice(&[cla, ins, p1, p2]);
-    if lc <= apdu::SHORT_MAX_DATA {
-        h.push(lc as u8);
-    } else if lc <= apdu::EXTENDED_MAX_DATA {
-        h.push(0);
-        h.extend_from_slice(&(lc as u16).to_be_bytes());
-    } else {
-        return Err(Scp02Error::DataTooLong);
-    }
-    Ok(h)
+    apdu::lc_header(cla, ins, p1, p2, lc).ok_or(Scp02Error::DataTooLong)
 }
 
 /// Encrypts key material under S-DEK with 3DES-ECB (GPC E.4.7, explicit initiation); data that
@@ -764,9 +735,7 @@ fn header_bytes(cla: u8, ins: u8, p1: u8, p2: u8, lc: usize) -> Result<Vec<u8>, 
 pub fn encrypt_key_data(s_dek: &Des3Key, key: &[u8]) -> Vec<u8> {
     let mut buf = Zeroizing::new(Vec::with_capacity(key.len() + 8));
     buf.extend_from_slice(key);
-    while buf.len() % 8 != 0 {
-        buf.push(0);
-    }
+    crypto::zero_pad(&mut buf, 8);
     let _ = crypto::tdes_ecb_encrypt(s_dek, &mut buf);
     core::mem::take(&mut *buf)
 }
@@ -821,9 +790,7 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
     fn dkey(s: &str) -> Des3Key {
         Des3Key::from_slice(&h(s)).unwrap()
     }

@@ -288,11 +288,7 @@ pub fn derive_session_keys<E: Prf, M: Prf<Error = E::Error>>(
 fn cryptogram(keys: &SessionKeys, constant: u8, hc: &[u8; 8], cc: &[u8; 8]) -> [u8; 8] {
     let mut mac = keys.mac.clone();
     let out = infallible(kdf(&mut mac, constant, &challenge_context(hc, cc), 64));
-    first8(&out)
-}
-
-fn first8(b: &[u8]) -> [u8; 8] {
-    first_n::<8>(b)
+    first_n::<8>(&out)
 }
 
 /// The card cryptogram (Amendment D §6.2.2.2): KDF under S-MAC with constant `00`, 64 bits.
@@ -334,7 +330,7 @@ pub fn pseudo_random_challenge<P: Prf>(
     ctx.extend_from_slice(&seq);
     ctx.extend_from_slice(sd_aid);
     let out = kdf(static_enc, CARD_CHALLENGE, &ctx, 64)?;
-    Ok(first8(&out))
+    Ok(first_n::<8>(&out))
 }
 
 /// "i" bit: the card challenge is pseudo-random and the sequence counter is returned.
@@ -571,24 +567,20 @@ impl Session {
     /// `level` should be one SCP03 defines ([`SecurityLevel::parse`]); a flag-only constant such as
     /// [`SecurityLevel::R_MAC`] is sent as it is and the card rejects it with `6A86`.
     pub fn host(keys: SessionKeys, level: SecurityLevel) -> Session {
-        Session {
-            keys,
-            role: Role::Host,
-            state: State::Initiated,
-            level,
-            mac_chain: [0; 16],
-            counter: 0,
-            response_pending: false,
-        }
+        Session::new(keys, Role::Host, level)
     }
 
     /// Card side: a session waiting for EXTERNAL AUTHENTICATE (level set from its P1).
     pub fn card(keys: SessionKeys) -> Session {
+        Session::new(keys, Role::Card, SecurityLevel::NO_SECURITY)
+    }
+
+    fn new(keys: SessionKeys, role: Role, level: SecurityLevel) -> Session {
         Session {
             keys,
-            role: Role::Card,
+            role,
             state: State::Initiated,
-            level: SecurityLevel::NO_SECURITY,
+            level,
             mac_chain: [0; 16],
             counter: 0,
             response_pending: false,
@@ -626,9 +618,10 @@ impl Session {
         Err(e)
     }
 
-    fn require_open(&self) -> Result<(), Scp03Error> {
+    fn require_open(&self, role: Role) -> Result<(), Scp03Error> {
         match self.state {
-            State::Open => Ok(()),
+            State::Open if self.role == role => Ok(()),
+            State::Open => Err(Scp03Error::WrongState),
             State::Initiated => Err(Scp03Error::NotAuthenticated),
             State::Aborted => Err(Scp03Error::SessionAborted),
         }
@@ -673,7 +666,8 @@ impl Session {
         p2: u8,
         body: &[u8],
     ) -> Result<[u8; 16], Scp03Error> {
-        let header = mac_header(cla, ins, p1, p2, body.len() + MAC_LEN)?;
+        let header = apdu::lc_header(apdu::mac_cla(cla), ins, p1, p2, body.len() + MAC_LEN)
+            .ok_or(Scp03Error::DataTooLong)?;
         Ok(crypto::aes_cmac(
             &self.keys.mac,
             &[&self.mac_chain, &header, body],
@@ -712,10 +706,7 @@ impl Session {
     /// When the level includes R-MAC and the command has no Le, Le is set to `00` so that the
     /// card may return the R-MAC (as GPC E.4.5 prescribes for cases 1 and 3).
     pub fn wrap(&mut self, cmd: &CommandApdu) -> Result<CommandApdu, Scp03Error> {
-        self.require_open()?;
-        if self.role != Role::Host {
-            return Err(Scp03Error::WrongState);
-        }
+        self.require_open(Role::Host)?;
         self.next_counter()?;
         self.response_pending = true;
         if !self.level.c_mac() {
@@ -755,10 +746,7 @@ impl Session {
     /// Amendment D §6.2.5; they are returned with an empty data field, since unauthenticated data
     /// must not reach the caller.
     pub fn unwrap_response(&mut self, resp: &ResponseApdu) -> Result<ResponseApdu, Scp03Error> {
-        self.require_open()?;
-        if self.role != Role::Host {
-            return Err(Scp03Error::WrongState);
-        }
+        self.require_open(Role::Host)?;
         if !self.level.r_mac() {
             return Ok(resp.clone());
         }
@@ -771,10 +759,7 @@ impl Session {
                 sw: resp.sw,
             });
         }
-        let Some(split) = resp.data.len().checked_sub(MAC_LEN) else {
-            return self.fail(Scp03Error::BadMac);
-        };
-        let Some((body, mac)) = resp.data.split_at_checked(split) else {
+        let Some((body, mac)) = resp.data.split_last_chunk::<MAC_LEN>() else {
             return self.fail(Scp03Error::BadMac);
         };
         let expected = self.response_mac(body, resp.sw);
@@ -782,10 +767,7 @@ impl Session {
             return self.fail(Scp03Error::BadMac);
         }
         let data = if self.level.r_enc() && !body.is_empty() {
-            match self.decrypt(body, true) {
-                Ok(d) => d,
-                Err(e) => return self.fail(e),
-            }
+            self.decrypt(body, true).or_else(|e| self.fail(e))?
         } else {
             body.to_vec()
         };
@@ -829,10 +811,9 @@ impl Session {
             return self.fail(Scp03Error::WrongLength);
         }
         self.mac_chain = [0; 16];
-        let full = match self.command_mac(cmd.cla, cmd.ins, cmd.p1, cmd.p2, cryptogram) {
-            Ok(f) => f,
-            Err(e) => return self.fail(e),
-        };
+        let full = self
+            .command_mac(cmd.cla, cmd.ins, cmd.p1, cmd.p2, cryptogram)
+            .or_else(|e| self.fail(e))?;
         let mac_ok = crypto::ct_eq(full.get(..MAC_LEN).unwrap_or(&[]), mac);
         let crypto_ok = crypto::ct_eq(cryptogram, expected_host_cryptogram);
         if !mac_ok {
@@ -855,10 +836,7 @@ impl Session {
     /// without secure messaging while C-MAC is required aborts the session. With level `00` the
     /// command is returned unchanged.
     pub fn unwrap_command(&mut self, cmd: &CommandApdu) -> Result<CommandApdu, Scp03Error> {
-        self.require_open()?;
-        if self.role != Role::Card {
-            return Err(Scp03Error::WrongState);
-        }
+        self.require_open(Role::Card)?;
         self.next_counter()?;
         if !self.level.c_mac() {
             self.response_pending = true;
@@ -867,25 +845,18 @@ impl Session {
         if !apdu::has_secure_messaging(cmd.cla) {
             return self.fail(Scp03Error::NotSecured);
         }
-        let Some(split) = cmd.data.len().checked_sub(MAC_LEN) else {
+        let Some((body, mac)) = cmd.data.split_last_chunk::<MAC_LEN>() else {
             return self.fail(Scp03Error::BadMac);
         };
-        let Some((body, mac)) = cmd.data.split_at_checked(split) else {
-            return self.fail(Scp03Error::BadMac);
-        };
-        let full = match self.command_mac(cmd.cla, cmd.ins, cmd.p1, cmd.p2, body) {
-            Ok(f) => f,
-            Err(e) => return self.fail(e),
-        };
+        let full = self
+            .command_mac(cmd.cla, cmd.ins, cmd.p1, cmd.p2, body)
+            .or_else(|e| self.fail(e))?;
         if !crypto::ct_eq(full.get(..MAC_LEN).unwrap_or(&[]), mac) {
             return self.fail(Scp03Error::BadMac);
         }
         self.mac_chain = full;
         let data = if self.level.c_dec() && !body.is_empty() {
-            match self.decrypt(body, false) {
-                Ok(d) => d,
-                Err(e) => return self.fail(e),
-            }
+            self.decrypt(body, false).or_else(|e| self.fail(e))?
         } else {
             body.to_vec()
         };
@@ -932,36 +903,13 @@ impl Session {
     }
 }
 
-/// `mac_cla INS P1 P2 Lc` with Lc short (one byte) up to 255, else extended (`00` + two bytes).
-pub(crate) fn mac_header(
-    cla: u8,
-    ins: u8,
-    p1: u8,
-    p2: u8,
-    lc: usize,
-) -> Result<Vec<u8>, Scp03Error> {
-    let mut h = Vec::with_capacity(7);
-    h.extend_from_slice(&[apdu::mac_cla(cla), ins, p1, p2]);
-    if lc <= apdu::SHORT_MAX_DATA {
-        h.push(lc as u8);
-    } else if lc <= apdu::EXTENDED_MAX_DATA {
-        h.push(0);
-        h.extend_from_slice(&(lc as u16).to_be_bytes());
-    } else {
-        return Err(Scp03Error::DataTooLong);
-    }
-    Ok(h)
-}
-
 /// Encrypts key material for PUT KEY / STORE DATA under the static Key-DEK (Amendment D §6.2.8):
 /// AES-CBC with a zero ICV. A key whose length is not a multiple of 16 (AES-192) is padded with
 /// zero bytes first, as §7.2.1 allows ("arbitrary bytes").
 pub fn encrypt_key_data(dek: &AesKey, key: &[u8]) -> Vec<u8> {
     let mut buf = Zeroizing::new(Vec::with_capacity(key.len() + 16));
     buf.extend_from_slice(key);
-    while buf.len() % 16 != 0 {
-        buf.push(0);
-    }
+    crypto::zero_pad(&mut buf, 16);
     // The buffer is block aligned by construction.
     let _ = crypto::aes_cbc_encrypt(dek, &[0; 16], &mut buf);
     core::mem::take(&mut *buf)
@@ -1022,9 +970,7 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
     fn a8(s: &str) -> [u8; 8] {
         h(s).try_into().unwrap()
     }

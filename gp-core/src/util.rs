@@ -14,3 +14,10 @@ pub(crate) fn first_n<const N: usize>(bytes: &[u8]) -> [u8; N] {
     }
     out
 }
+
+/// Test input from hex, spaces allowed.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn h(s: &str) -> alloc::vec::Vec<u8> {
+    hex::decode(s.replace(' ', "")).unwrap()
+}

@@ -8,7 +8,7 @@
 //! token as a session object and used there, as [`crate::gp::personalise`] does for the card domain.
 
 use crate::channel::{self, SecureChannel, StaticKeys};
-use crate::diversify::dap_derivation_data;
+use crate::diversify::{dap_derivation_data, derive_card_keys, CardKeys, Purpose};
 use crate::error::Error;
 use crate::gp::DEFAULT_TRANSPORT_KEY;
 use crate::transport::Transport;
@@ -30,6 +30,9 @@ pub const DAP_KVN: u8 = 0x73;
 pub const CIPHER_KVN: u8 = 0x74;
 /// Key identifier of the DAP and cipher keys within their key versions.
 pub const SD_KEY_ID: u8 = 0x01;
+/// Key version number of the SSD's per-card channel key set (ENC, MAC, DEK) that replaces its transport
+/// key set (`signer sd put-keys --channel-master`).
+pub const SSD_CHANNEL_KVN: u8 = 0x01;
 
 /// The privileges `--privileges` accepts, by their GP names in kebab case. Security Domain itself is
 /// always granted, so it is not listed.
@@ -210,6 +213,104 @@ pub fn open_sd_channel<'t>(
     Ok((ch, iu))
 }
 
+/// The static keys an SSD's channel opened with: its transport key set, or the card's own key set derived
+/// in the token from the vendor's channel master. Either way session objects that die with the value.
+pub enum SdKeys<'s, 'h> {
+    /// The default transport key set (a new SSD).
+    Transport(TransportKeys<'s, 'h>),
+    /// The per-card key set [`SSD_CHANNEL_KVN`], derived from the vendor's channel master.
+    PerCard(CardKeys<'s, 'h>),
+}
+
+impl SdKeys<'_, '_> {
+    /// The handles the channel authenticated with; `dek` wraps keys put through it.
+    pub fn statics(&self) -> StaticKeys {
+        match self {
+            SdKeys::Transport(t) => t.statics(),
+            SdKeys::PerCard(k) => StaticKeys {
+                enc: k.enc.handle(),
+                mac: k.mac.handle(),
+                dek: k.dek.handle(),
+            },
+        }
+    }
+
+    /// True when the channel opened with the SSD's per-card key set.
+    pub fn is_per_card(&self) -> bool {
+        matches!(self, SdKeys::PerCard(_))
+    }
+}
+
+/// Selects the SSD and opens SCP03 to it (C-MAC, C-DEC) with the keys its INITIALIZE UPDATE answer calls
+/// for: when `per_card` names the vendor's channel master and the SSD reports key version
+/// [`SSD_CHANNEL_KVN`] (its transport set was already replaced), the card's own keys derived in the token;
+/// otherwise the default transport key set. Returns the channel, the answer and the keys.
+pub fn open_sd_channel_for<'t, 's, 'h>(
+    t: &'t mut dyn Transport,
+    token: &'s TokenSession<'h>,
+    sd_aid: &[u8],
+    per_card: Option<(KeyHandle, Scheme)>,
+) -> Result<(SecureChannel<'t>, InitializeUpdateResponse, SdKeys<'s, 'h>), Error> {
+    channel::select(t, sd_aid)?;
+    let (hc, iu) = channel::initialize_update(t, token, 0)?;
+    let keys = match per_card {
+        Some((master, scheme)) if iu.kvn == SSD_CHANNEL_KVN => SdKeys::PerCard(derive_card_keys(
+            token,
+            master,
+            scheme,
+            &iu.kdd,
+            SecretKeyType::Aes128,
+            Purpose::Channel,
+        )?),
+        _ => SdKeys::Transport(import_default_transport_keys(token)?),
+    };
+    let ch = SecureChannel::authenticate(t, token, keys.statics(), hc, &iu, SecurityLevel::C_MAC_C_DEC)
+        .map_err(|e| match &keys {
+            SdKeys::Transport(_) => Error::Card(format!(
+                "the SSD's key set {:02X} did not accept the transport key set ({e}); if its keys were \
+                 already replaced, name their master with --channel-master",
+                iu.kvn
+            )),
+            SdKeys::PerCard(_) => e,
+        })?;
+    Ok((ch, iu, keys))
+}
+
+/// The key versions the selected security domain holds, from its key information template (GET DATA
+/// `00E0` through the open channel): one entry per key version, in the card's order.
+pub fn held_key_versions(ch: &mut SecureChannel<'_>) -> Result<Vec<u8>, Error> {
+    let resp = ch.send_ok(
+        &gp_core::commands::get_data(0x00E0),
+        "GET DATA 00E0 (key information)",
+    )?;
+    parse_key_information(&resp.data)
+        .map_err(|e| Error::Card(format!("GET DATA 00E0 (key information) response: {e}")))
+}
+
+/// Parses a key information template (`E0 { C0 { id kvn … } … }`, or its value alone) into the key
+/// versions it lists, without duplicates.
+pub fn parse_key_information(data: &[u8]) -> Result<Vec<u8>, String> {
+    use gp_core::tlv::TlvReader;
+    let inner = match gp_core::tlv::find(data, 0xE0).map_err(|e| e.to_string())? {
+        Some(v) => v,
+        None => data,
+    };
+    let mut out = Vec::new();
+    for tlv in TlvReader::new(inner) {
+        let tlv = tlv.map_err(|e| e.to_string())?;
+        if tlv.tag != 0xC0 {
+            continue;
+        }
+        let Some(&kvn) = tlv.value.get(1) else {
+            return Err("a key information entry C0 is shorter than 2 bytes".into());
+        };
+        if !out.contains(&kvn) {
+            out.push(kvn);
+        }
+    }
+    Ok(out)
+}
+
 /// Derives, in the token, the DAP key the card with `kdd` verifies per-card DAPs with: the same key
 /// `signer package --dap aes --diversify SCHEME` signs with (scheme `aes`: an AES key of the master's
 /// length; `emv`/`visa2`: AES-128 from a 3DES master). The key is a sensitive session object, extractable
@@ -320,5 +421,20 @@ mod tests {
             scp: Some((0x03, 0x70)),
         };
         assert_eq!(spec.install_parameters(), [0xC9, 4, 0x81, 2, 3, 0x70]);
+    }
+
+    #[test]
+    fn key_information_lists_key_versions() {
+        let whole = [
+            0xE0, 0x0C, 0xC0, 0x04, 0x01, 0x30, 0x88, 0x10, 0xC0, 0x04, 0x02, 0x30, 0x88, 0x10,
+        ];
+        assert_eq!(parse_key_information(&whole), Ok(vec![0x30]));
+        let value = [
+            0xC0, 0x04, 0x01, 0x73, 0x88, 0x10, 0xC0, 0x04, 0x01, 0x74, 0x88, 0x10,
+        ];
+        assert_eq!(parse_key_information(&value), Ok(vec![0x73, 0x74]));
+        assert!(parse_key_information(&[0xC0, 0x01, 0x01]).is_err());
+        assert!(parse_key_information(&[0xE0, 0x05, 0xC0]).is_err());
+        assert_eq!(parse_key_information(&[]), Ok(vec![]));
     }
 }

@@ -264,6 +264,50 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Plain-text snapshots of `signer`'s command-line outputs, kept under `signer/tests/snapshots/`: a
+/// change to the command line shows up in review as a change to those files. Run the tests with
+/// `UPDATE_SNAPSHOTS=1` to rewrite them, then read the diff.
+pub mod snapshot {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// Compares `actual` with the snapshot `signer/tests/snapshots/NAME.txt` (or, with
+    /// `UPDATE_SNAPSHOTS` set, writes it there).
+    pub fn check(name: &str, actual: &str) {
+        let path = crate::root()
+            .join("signer/tests/snapshots")
+            .join(format!("{name}.txt"));
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, actual).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+            panic!("{} is missing; run with UPDATE_SNAPSHOTS=1", path.display())
+        });
+        assert_eq!(
+            actual, expected,
+            "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 if intended"
+        );
+    }
+
+    /// `signer` run in `dir`, without `COLUMNS` (so help texts wrap the same everywhere).
+    pub fn signer(dir: &Path) -> Command {
+        let mut c = Command::new(crate::bin("signer"));
+        c.current_dir(dir).env_remove("COLUMNS");
+        c
+    }
+
+    /// Checks the output of `signer ARGS` (which must succeed) against the snapshot NAME, for each
+    /// `(NAME, ARGS)` of `cases`; `signer` runs in a fresh temporary directory.
+    pub fn check_all(cases: &[(&str, &[&str])]) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, args) in cases {
+            check(name, &crate::ok(signer(dir.path()).args(*args)));
+        }
+    }
+}
+
 /// The real PC/SC stack for the interoperability tests (docs/interop.md): pcscd with vsmartcard's
 /// vpcd driver, whose readers the simulated card plugs into.
 pub mod pcsc_stack {

@@ -10,14 +10,11 @@ mod common;
 
 use common::*;
 use gp_core::commands::put_key::{KeyComponent, KeyData, PutKey, KEY_TYPE_AES};
-use gp_core::commands::{InstallForExtradition, InstallForInstall};
+use gp_core::commands::InstallForExtradition;
 use gp_core::diversify::{KeyRole, Scheme};
-use keyman::hsm::{Hsm, SecretKeySpec, SecretKeyType, TokenSession, TokenUri, Usage};
-use keyman::pin::PinSource;
-use postissue_tests::{fails, ok, PIN_VAR};
-use secrecy::SecretSlice;
-use signer::channel::{self, SecureChannel, StaticKeys};
-use signer::diversify::{derive_card_keys, derive_one, Purpose};
+use keyman::hsm::{SecretKeyType, TokenSession, Usage};
+use postissue_tests::{fails, ok};
+use signer::diversify::derive_one;
 use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
@@ -26,40 +23,6 @@ const SD_MODULE: &str = "A000000151535041";
 const PURSE_PACKAGE: &str = "F05055525345";
 const PURSE_MODULE: &str = "F0505552534501";
 const PURSE: &str = "F050555253450101";
-
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap()
-}
-
-fn open_token<'h>(hsm: &'h Hsm, label: &str) -> TokenSession<'h> {
-    hsm.open(
-        &TokenUri::parse(label).unwrap(),
-        &PinSource::Env(PIN_VAR.into()),
-    )
-    .unwrap()
-}
-
-fn aes_spec(label: &str, id: u8, usages: Vec<Usage>, extractable: bool) -> SecretKeySpec {
-    SecretKeySpec {
-        label: label.into(),
-        id: vec![id],
-        key_type: SecretKeyType::Aes128,
-        usages,
-        extractable,
-    }
-}
-
-fn install(load_file: &str, module: &str, app: &str, privileges: &[u8]) -> InstallForInstall {
-    InstallForInstall {
-        load_file_aid: h(load_file),
-        module_aid: h(module),
-        application_aid: h(app),
-        privileges: privileges.to_vec(),
-        install_parameters: vec![0xC9, 0x00],
-        token: Vec::new(),
-        make_selectable: true,
-    }
-}
 
 /// The issuer creates the SSD and the purse and extradites the purse to the SSD; the vendor replaces
 /// the SSD's transport keys with the card's own keys from `ssd-kmc` and puts the purse's credit key
@@ -87,45 +50,8 @@ fn setup(image: &str, issuer: &TokenSession<'_>, vendor: &TokenSession<'_>) {
         };
         ch.send_ok(&ex.to_apdu().unwrap(), "extradition").unwrap();
     }
-    let k = SecretSlice::from(signer::gp::DEFAULT_TRANSPORT_KEY.to_vec());
-    let enc = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let mac = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let dek = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Wrap])
-        .unwrap();
-    let keys = StaticKeys {
-        enc: enc.handle(),
-        mac: mac.handle(),
-        dek: dek.handle(),
-    };
-    channel::select(&mut t, &h(SSD)).unwrap();
-    let (hc, iu) = channel::initialize_update(&mut t, vendor, 0).unwrap();
+    replace_ssd_transport_keys(&mut t, vendor, &h(SSD));
     let ssd_master = vendor.find_secret_key("ssd-kmc").unwrap();
-    {
-        let mut ch = SecureChannel::authenticate(
-            &mut t,
-            vendor,
-            keys,
-            hc,
-            &iu,
-            gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
-        )
-        .unwrap();
-        let new = derive_card_keys(
-            vendor,
-            ssd_master,
-            Scheme::Aes,
-            &iu.kdd,
-            SecretKeyType::Aes128,
-            Purpose::PutKey,
-        )
-        .unwrap();
-        signer::gp::put_key_set(&mut ch, vendor, dek.handle(), &new, iu.kvn, 0x01).unwrap();
-    }
     let (mut ch, kdd) =
         signer::token::open_domain_channel(&mut t, vendor, &h(SSD), ssd_master, Scheme::Aes)
             .unwrap();
@@ -174,9 +100,7 @@ fn balance(image: &str) -> Vec<u8> {
 #[test]
 fn the_purse_is_personalised_through_its_security_domain() {
     let w = World::new();
-    std::env::set_var("SOFTHSM2_CONF", w.hsm.conf());
-    std::env::set_var(PIN_VAR, &w.hsm.pin);
-    let hsm = Hsm::load(None).unwrap();
+    let hsm = load_module(&w.hsm);
     let issuer = open_token(&hsm, "pkcs11:token=issuer");
     let vendor = open_token(&hsm, "pkcs11:token=vendor");
     for (label, id) in [("ssd-kmc", 0x51), ("other-ssd-kmc", 0x52)] {

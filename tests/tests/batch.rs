@@ -5,11 +5,8 @@ mod common;
 
 use common::*;
 use gp_core::apdu::CommandApdu;
-use keyman::hsm::{Hsm, SecretKeyType, TokenUri, Usage};
-use keyman::pin::PinSource;
-use postissue_tests::{fails, ok, run, PIN_VAR};
-use secrecy::SecretSlice;
-use signer::channel::{self, SecureChannel, StaticKeys, ISD_AID};
+use postissue_tests::{fails, ok, run};
+use signer::channel::ISD_AID;
 use signer::transport::SimTransport;
 
 fn batch(w: &World, cards: &str, out: &str, extra: &[&str]) -> std::process::Command {
@@ -68,56 +65,25 @@ fn batch_put_key_is_accepted_by_the_card_and_opens_its_issuer_channel() {
     assert_eq!(line["kdd"], KDD_C);
     let put_key = hex::decode(line["put_key"].as_str().unwrap()).unwrap();
     // Open the card's channel with its fab transport keys and send the batch's PUT KEY.
-    std::env::set_var("SOFTHSM2_CONF", w.hsm.conf());
-    std::env::set_var(PIN_VAR, &w.hsm.pin);
-    let hsm = Hsm::load(None).unwrap();
-    let token = hsm
-        .open(
-            &TokenUri::parse("issuer").unwrap(),
-            &PinSource::Env(PIN_VAR.into()),
-        )
-        .unwrap();
-    let k = SecretSlice::from(signer::gp::DEFAULT_TRANSPORT_KEY.to_vec());
-    let enc = token
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let mac = token
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let dek = token
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Wrap])
-        .unwrap();
-    let keys = StaticKeys {
-        enc: enc.handle(),
-        mac: mac.handle(),
-        dek: dek.handle(),
-    };
+    let hsm = load_module(&w.hsm);
+    let token = open_token(&hsm, "issuer");
     {
         let mut t = SimTransport::open(std::path::Path::new(&image)).unwrap();
-        channel::select(&mut t, &ISD_AID).unwrap();
-        let (hc, iu) = channel::initialize_update(&mut t, &token, 0).unwrap();
-        let mut ch = SecureChannel::authenticate(
-            &mut t,
-            &token,
-            keys,
-            hc,
-            &iu,
-            gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
-        )
-        .unwrap();
-        let cmd = CommandApdu::parse(&put_key).unwrap();
-        let resp = ch.send_ok(&cmd, "PUT KEY").unwrap();
-        let kcvs: String = line["kcvs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert_eq!(
-            hex::encode_upper(&resp.data[1..]),
-            kcvs,
-            "the card confirms the token's KCVs"
-        );
+        with_transport_channel(&mut t, &token, &ISD_AID, |ch, _, _| {
+            let cmd = CommandApdu::parse(&put_key).unwrap();
+            let resp = ch.send_ok(&cmd, "PUT KEY").unwrap();
+            let kcvs: String = line["kcvs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            assert_eq!(
+                hex::encode_upper(&resp.data[1..]),
+                kcvs,
+                "the card confirms the token's KCVs"
+            );
+        });
     }
     // The card now answers to its per-card issuer keys, derived from the issuer's master.
     let reg = w.registry(&image);

@@ -10,9 +10,8 @@ mod common;
 
 use common::*;
 use gp_core::diversify::Scheme;
-use keyman::hsm::{Hsm, KeyHandle, SecretKeySpec, SecretKeyType, TokenSession, TokenUri, Usage};
-use keyman::pin::PinSource;
-use postissue_tests::{fails, ok, PIN_VAR};
+use keyman::hsm::{KeyHandle, TokenSession, Usage};
+use postissue_tests::{fails, ok};
 use signer::sd;
 use signer::transport::SimTransport;
 
@@ -21,18 +20,6 @@ const SD_PACKAGE: &str = "A0000001515350";
 const SD_MODULE: &str = "A000000151535041";
 /// SSD privileges: Security Domain + DAP Verification (byte 1 `C0`), Ciphered Load File Data Block (byte 3 `40`).
 const SSD_PRIVILEGES: [u8; 3] = [0xC0, 0x00, 0x40];
-
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap()
-}
-
-fn open_token<'h>(hsm: &'h Hsm, label: &str) -> TokenSession<'h> {
-    hsm.open(
-        &TokenUri::parse(label).unwrap(),
-        &PinSource::Env(PIN_VAR.into()),
-    )
-    .unwrap()
-}
 
 /// The issuer creates the vendor's SSD on the card through its card domain channel.
 fn create_ssd(image: &str, issuer: &TokenSession<'_>) {
@@ -73,22 +60,13 @@ fn provision_ssd(
 #[test]
 fn per_card_daps_and_ciphered_loads_on_the_card() {
     let w = World::new();
-    std::env::set_var("SOFTHSM2_CONF", w.hsm.conf());
-    std::env::set_var(PIN_VAR, &w.hsm.pin);
-    let hsm = Hsm::load(None).unwrap();
+    let hsm = load_module(&w.hsm);
     let issuer = open_token(&hsm, "issuer");
     let vendor = open_token(&hsm, "vendor");
     // A cipher key the vendor can put into its SSDs (extractable, wrapped only) and a second DAP master
     // standing for another vendor's key.
-    let spec = |label: &str, id: u8, usages: Vec<Usage>, extractable| SecretKeySpec {
-        label: label.into(),
-        id: vec![id],
-        key_type: SecretKeyType::Aes128,
-        usages,
-        extractable,
-    };
     let (cipher, _) = vendor
-        .generate_secret(&spec(
+        .generate_secret(&aes_spec(
             "lfdb-cipher-ssd",
             0x41,
             vec![Usage::Encrypt, Usage::Decrypt],
@@ -96,7 +74,12 @@ fn per_card_daps_and_ciphered_loads_on_the_card() {
         ))
         .unwrap();
     vendor
-        .generate_secret(&spec("other-dap-master", 0x42, vec![Usage::Derive], false))
+        .generate_secret(&aes_spec(
+            "other-dap-master",
+            0x42,
+            vec![Usage::Derive],
+            false,
+        ))
         .unwrap();
     let dap_master = vendor.find_secret_key("dap-master").unwrap();
 

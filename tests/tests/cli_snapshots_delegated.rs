@@ -2,35 +2,12 @@
 //! compared as plain text with the files under `signer/tests/snapshots/` (as `cli_snapshots.rs` does for
 //! the other commands): run with `UPDATE_SNAPSHOTS=1` to rewrite them, then read the diff.
 
-use postissue_tests::{ok, root};
+use postissue_tests::ok;
+use postissue_tests::snapshot::{check, check_all, signer};
 use std::process::Command;
-
-fn check(name: &str, actual: &str) {
-    let path = root()
-        .join("signer/tests/snapshots")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("{} is missing; run with UPDATE_SNAPSHOTS=1", path.display()));
-    assert_eq!(
-        actual, expected,
-        "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 if intended"
-    );
-}
-
-fn signer(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(postissue_tests::bin("signer"));
-    c.current_dir(dir).env_remove("COLUMNS");
-    c
-}
 
 #[test]
 fn help_texts() {
-    let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[&str]); 7] = [
         ("help-token", &["token", "--help"]),
         ("help-token-load", &["token", "load", "--help"]),
@@ -40,9 +17,7 @@ fn help_texts() {
         ("help-app", &["app", "--help"]),
         ("help-app-personalise", &["app", "personalise", "--help"]),
     ];
-    for (name, args) in cases {
-        check(name, &ok(signer(dir.path()).args(args)));
-    }
+    check_all(&cases);
 }
 
 #[test]

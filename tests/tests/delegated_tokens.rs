@@ -9,14 +9,9 @@
 mod common;
 
 use common::*;
-use gp_core::commands::InstallForInstall;
 use gp_core::diversify::Scheme;
-use keyman::hsm::{Hsm, SecretKeySpec, SecretKeyType, TokenSession, TokenUri, Usage};
-use keyman::pin::PinSource;
-use postissue_tests::{fails, ok, PIN_VAR};
-use secrecy::SecretSlice;
-use signer::channel::{self, SecureChannel, StaticKeys};
-use signer::diversify::{derive_card_keys, Purpose};
+use keyman::hsm::{TokenSession, Usage};
+use postissue_tests::{fails, ok};
 use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
@@ -27,28 +22,6 @@ const DM_PRIVILEGES: [u8; 3] = [0xA0, 0x00, 0x00];
 const TOKEN_KEY: &str = "pkcs11:token=issuer;object=dm-token";
 const RECEIPT_MASTER: &str = "pkcs11:token=issuer;object=receipt-master";
 const SSD_MASTER: &str = "pkcs11:token=vendor;object=ssd-kmc";
-
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap()
-}
-
-fn open_token<'h>(hsm: &'h Hsm, label: &str) -> TokenSession<'h> {
-    hsm.open(
-        &TokenUri::parse(label).unwrap(),
-        &PinSource::Env(PIN_VAR.into()),
-    )
-    .unwrap()
-}
-
-fn aes_spec(label: &str, id: u8, usages: Vec<Usage>, extractable: bool) -> SecretKeySpec {
-    SecretKeySpec {
-        label: label.into(),
-        id: vec![id],
-        key_type: SecretKeyType::Aes128,
-        usages,
-        extractable,
-    }
-}
 
 /// The issuer creates the SSD with `privileges`; the vendor replaces its transport keys with the card's
 /// own SSD keys derived from `ssd-kmc` (scheme aes) as key set 01.
@@ -63,65 +36,19 @@ pub fn create_ssd_with_keys(
     {
         let (mut ch, _) =
             signer::gp::open_issuer_channel(&mut t, issuer, master, Scheme::Emv).unwrap();
-        let install = InstallForInstall {
-            load_file_aid: h(SD_PACKAGE),
-            module_aid: h(SD_MODULE),
-            application_aid: h(SSD),
-            privileges: privileges.to_vec(),
-            install_parameters: vec![0xC9, 0x00],
-            token: Vec::new(),
-            make_selectable: true,
-        };
+        let install = install(SD_PACKAGE, SD_MODULE, SSD, &privileges);
         ch.send_ok(&install.to_apdu().unwrap(), "INSTALL SSD")
             .unwrap();
     }
-    let k = SecretSlice::from(signer::gp::DEFAULT_TRANSPORT_KEY.to_vec());
-    let enc = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let mac = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
-        .unwrap();
-    let dek = vendor
-        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Wrap])
-        .unwrap();
-    let keys = StaticKeys {
-        enc: enc.handle(),
-        mac: mac.handle(),
-        dek: dek.handle(),
-    };
-    channel::select(&mut t, &h(SSD)).unwrap();
-    let (hc, iu) = channel::initialize_update(&mut t, vendor, 0).unwrap();
-    let mut ch = SecureChannel::authenticate(
-        &mut t,
-        vendor,
-        keys,
-        hc,
-        &iu,
-        gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
-    )
-    .unwrap();
-    let ssd_master = vendor.find_secret_key("ssd-kmc").unwrap();
-    let new = derive_card_keys(
-        vendor,
-        ssd_master,
-        Scheme::Aes,
-        &iu.kdd,
-        SecretKeyType::Aes128,
-        Purpose::PutKey,
-    )
-    .unwrap();
-    signer::gp::put_key_set(&mut ch, vendor, dek.handle(), &new, iu.kvn, 0x01).unwrap();
+    replace_ssd_transport_keys(&mut t, vendor, &h(SSD));
 }
 
 #[test]
 fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
     let w = World::new();
-    std::env::set_var("SOFTHSM2_CONF", w.hsm.conf());
-    std::env::set_var(PIN_VAR, &w.hsm.pin);
     // The issuer's token signing key (EC P-256) and receipt master; the vendor's SSD master.
     w.hsm.keypair("issuer", "dm-token", "0701", "EC:prime256v1");
-    let hsm = Hsm::load(None).unwrap();
+    let hsm = load_module(&w.hsm);
     let issuer = open_token(&hsm, "pkcs11:token=issuer");
     let vendor = open_token(&hsm, "pkcs11:token=vendor");
     issuer

@@ -107,6 +107,12 @@ impl Bench {
         println!("{script}: {:.1} s", started.elapsed().as_secs_f64());
         stdout
     }
+
+    /// A fab SCP03 card NAME running the `findings.py` scenario `case` (docs/interop.md): its output.
+    fn finding(&self, name: &str, case: &str) -> String {
+        let card = self.card(name, "03");
+        self.scenario(&card, "findings.py", &["--kvn", "30", "--case", case])
+    }
 }
 
 fn has_line(out: &str, line: &str) {
@@ -363,12 +369,7 @@ fn manage_channel_is_refused_by_the_open() {
     let Some(b) = bench("manage_channel_is_refused_by_the_open") else {
         return;
     };
-    let card = b.card("channel", "03");
-    let out = b.scenario(
-        &card,
-        "findings.py",
-        &["--kvn", "30", "--case", "manage-channel"],
-    );
+    let out = b.finding("channel", "manage-channel");
     has_line(&out, "OK findings manage-channel");
 }
 
@@ -377,11 +378,6 @@ fn store_data_block_numbers_are_checked() {
     let Some(b) = bench("store_data_block_numbers_are_checked") else {
         return;
     };
-    let card = b.card("storedata", "03");
-    let out = b.scenario(
-        &card,
-        "findings.py",
-        &["--kvn", "30", "--case", "store-data-sequence"],
-    );
+    let out = b.finding("storedata", "store-data-sequence");
     has_line(&out, "OK findings store-data-sequence");
 }

@@ -185,21 +185,9 @@ fn the_same_inputs_give_the_same_bytes() {
 #[test]
 fn tampered_packages_and_wrong_keys_are_refused_offline() {
     let w = World::new();
-    ok(&mut w.package(
+    ok(&mut w.package_per_card(
         "good.pkg",
-        &[
-            "--dap",
-            "aes",
-            "--dap-key",
-            &vendor_key("dap-master"),
-            "--cards",
-            &w.p("cards.csv"),
-            "--diversify",
-            "aes",
-            "--encrypt",
-            "--cipher-key",
-            &vendor_key("lfdb-cipher"),
-        ],
+        &["--encrypt", "--cipher-key", &vendor_key("lfdb-cipher")],
     ));
     ok(&mut w.package(
         "ec.pkg",
@@ -384,31 +372,25 @@ fn hostile_card_lists_and_impossible_requests_are_refused_before_signing() {
 #[test]
 fn keys_derive_prints_kcvs_with_their_method_and_never_a_key() {
     let w = World::new();
-    let out = ok(w.hsm.tool("signer").args([
-        "keys",
-        "derive",
-        "--master",
-        ISSUER_MASTER,
-        "--scheme",
-        "emv",
-        "--kdd",
-        KDD_A,
-        "--pin-source",
-        &pin_source(),
-    ]));
+    let derive = |master: &str, scheme: &str| {
+        let mut c = w.hsm.tool("signer");
+        c.args([
+            "keys",
+            "derive",
+            "--master",
+            master,
+            "--scheme",
+            scheme,
+            "--kdd",
+            KDD_A,
+            "--pin-source",
+            &pin_source(),
+        ]);
+        c
+    };
+    let out = ok(&mut derive(ISSUER_MASTER, "emv"));
     assert_eq!(out.matches("(3DES-ECB(00*8))").count(), 4, "{out}");
-    let aes = ok(w.hsm.tool("signer").args([
-        "keys",
-        "derive",
-        "--master",
-        &vendor_key("dap-master"),
-        "--scheme",
-        "aes",
-        "--kdd",
-        KDD_A,
-        "--pin-source",
-        &pin_source(),
-    ]));
+    let aes = ok(&mut derive(&vendor_key("dap-master"), "aes"));
     assert_eq!(aes.matches("(AES-ECB(01*16) GPC B.6)").count(), 3, "{aes}");
     for text in [&out, &aes] {
         assert!(
@@ -418,31 +400,9 @@ fn keys_derive_prints_kcvs_with_their_method_and_never_a_key() {
             "no key-length hex in the output: {text}"
         );
     }
-    let err = fails(w.hsm.tool("signer").args([
-        "keys",
-        "derive",
-        "--master",
-        &vendor_key("dap-master"),
-        "--scheme",
-        "kdf3",
-        "--kdd",
-        KDD_A,
-        "--pin-source",
-        &pin_source(),
-    ]));
+    let err = fails(&mut derive(&vendor_key("dap-master"), "kdf3"));
     assert!(err.contains("kdf3") && err.contains("SP 800-108"), "{err}");
-    let err = fails(w.hsm.tool("signer").args([
-        "keys",
-        "derive",
-        "--master",
-        ISSUER_MASTER,
-        "--scheme",
-        "aes",
-        "--kdd",
-        KDD_A,
-        "--pin-source",
-        &pin_source(),
-    ]));
+    let err = fails(&mut derive(ISSUER_MASTER, "aes"));
     assert!(err.contains("AES master"), "{err}");
 }
 
@@ -451,21 +411,7 @@ fn one_ledger_verify_covers_the_ceremony_signing_and_delivery() {
     let w = World::new();
     let issuer_ledger = w.p("issuer.jsonl");
     let vendor_ledger = w.p("vendor.jsonl");
-    ok(&mut w.package(
-        "l.pkg",
-        &[
-            "--dap",
-            "aes",
-            "--dap-key",
-            &vendor_key("dap-master"),
-            "--cards",
-            &w.p("cards.csv"),
-            "--diversify",
-            "aes",
-            "--ledger",
-            &vendor_ledger,
-        ],
-    ));
+    ok(&mut w.package_per_card("l.pkg", &["--ledger", &vendor_ledger]));
     let image = w.card("a", KDD_A);
     ok(&mut w.deploy(&w.p("l.pkg"), &image, &["--ledger", &issuer_ledger]));
     for (ledger, kinds) in [

@@ -1,10 +1,12 @@
 //! A load the card must refuse leaves the registry as it was: a LOAD block altered in transit (the C-MAC
 //! no longer fits) and a load file that does not match the hash INSTALL [for load] announced.
 
+mod common;
+
+use common::{load_module, open_token};
 use gp_core::diversify::Scheme;
-use keyman::hsm::{Hsm, SecretKeySpec, SecretKeyType, TokenUri, Usage};
-use keyman::pin::PinSource;
-use postissue_tests::{SoftHsm, PIN_VAR};
+use keyman::hsm::{SecretKeySpec, SecretKeyType, Usage};
+use postissue_tests::SoftHsm;
 use signer::gp::{self, LoadRequest};
 use signer::transport::{SimTransport, Transport};
 
@@ -60,15 +62,8 @@ fn demo_load_request(tamper_lfdb: bool) -> LoadRequest {
 fn refused_loads_leave_the_registry_unchanged() {
     let store = SoftHsm::new();
     store.init_token("issuer");
-    std::env::set_var("SOFTHSM2_CONF", store.conf());
-    std::env::set_var(PIN_VAR, &store.pin);
-    let hsm = Hsm::load(None).unwrap();
-    let token = hsm
-        .open(
-            &TokenUri::parse("issuer").unwrap(),
-            &PinSource::Env(PIN_VAR.into()),
-        )
-        .unwrap();
+    let hsm = load_module(&store);
+    let token = open_token(&hsm, "issuer");
     let (master, _) = token
         .generate_secret(&SecretKeySpec {
             label: "isd-kmc".into(),

@@ -25,19 +25,7 @@ fn card_dap(pkg: &str, card: &str) -> String {
 fn a_per_card_dap_goes_to_its_own_card_and_no_other() {
     let w = World::new();
     let pkg = w.p("cards.pkg");
-    ok(&mut w.package(
-        "cards.pkg",
-        &[
-            "--dap",
-            "aes",
-            "--dap-key",
-            &vendor_key("dap-master"),
-            "--cards",
-            &w.p("cards.csv"),
-            "--diversify",
-            "aes",
-        ],
-    ));
+    ok(&mut w.package_per_card("cards.pkg", &[]));
     assert_ne!(
         card_dap(&pkg, "card-a"),
         card_dap(&pkg, "card-b"),

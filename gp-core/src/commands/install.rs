@@ -38,6 +38,15 @@ fn ensure_end(rest: &[u8]) -> Result<(), CommandError> {
     }
 }
 
+/// Skips `N` zero bytes (an empty field written as its `00` length, or a reserved field).
+fn skip_zeros<const N: usize>(data: &[u8]) -> Result<&[u8], CommandError> {
+    match data.split_first_chunk::<N>() {
+        Some((head, rest)) if *head == [0; N] => Ok(rest),
+        Some(_) => Err(CommandError::UnexpectedElement),
+        None => Err(CommandError::Truncated),
+    }
+}
+
 fn check_privileges(p: &[u8], allow_empty: bool) -> Result<(), CommandError> {
     match p.len() {
         0 if allow_empty => Ok(()),
@@ -238,11 +247,7 @@ impl InstallForMakeSelectable {
 
     /// Parses the command data field.
     pub fn parse(data: &[u8]) -> Result<Self, CommandError> {
-        let rest = match data {
-            [0x00, 0x00, rest @ ..] => rest,
-            [_, _, ..] => return Err(CommandError::UnexpectedElement),
-            _ => return Err(CommandError::Truncated),
-        };
+        let rest = skip_zeros::<2>(data)?;
         let (application_aid, rest) = read_lv1(rest)?;
         let (privileges, rest) = read_lv1(rest)?;
         let (parameters, rest) = read_lv_ber(rest)?;
@@ -284,11 +289,7 @@ impl InstallForPersonalization {
 
     /// Parses the command data field.
     pub fn parse(data: &[u8]) -> Result<Self, CommandError> {
-        let rest = match data {
-            [0x00, 0x00, rest @ ..] => rest,
-            [_, _, ..] => return Err(CommandError::UnexpectedElement),
-            _ => return Err(CommandError::Truncated),
-        };
+        let rest = skip_zeros::<2>(data)?;
         let (application_aid, rest) = read_lv1(rest)?;
         match rest {
             [0x00, 0x00, 0x00] => {}
@@ -343,11 +344,7 @@ impl InstallForRegistryUpdate {
     /// Parses the command data field.
     pub fn parse(data: &[u8]) -> Result<Self, CommandError> {
         let (sd_aid, rest) = read_lv1(data)?;
-        let rest = match rest {
-            [0x00, rest @ ..] => rest,
-            [] => return Err(CommandError::Truncated),
-            _ => return Err(CommandError::UnexpectedElement),
-        };
+        let rest = skip_zeros::<1>(rest)?;
         let (application_aid, rest) = read_lv1(rest)?;
         let (privileges, rest) = read_lv1(rest)?;
         let (parameters, rest) = read_lv_ber(rest)?;
@@ -402,17 +399,9 @@ impl InstallForExtradition {
     /// Parses the command data field.
     pub fn parse(data: &[u8]) -> Result<Self, CommandError> {
         let (sd_aid, rest) = read_lv1(data)?;
-        let rest = match rest {
-            [0x00, rest @ ..] => rest,
-            [] => return Err(CommandError::Truncated),
-            _ => return Err(CommandError::UnexpectedElement),
-        };
+        let rest = skip_zeros::<1>(rest)?;
         let (aid, rest) = read_lv1(rest)?;
-        let rest = match rest {
-            [0x00, rest @ ..] => rest,
-            [] => return Err(CommandError::Truncated),
-            _ => return Err(CommandError::UnexpectedElement),
-        };
+        let rest = skip_zeros::<1>(rest)?;
         let (parameters, rest) = read_lv_ber(rest)?;
         let (token, rest) = read_lv_ber(rest)?;
         ensure_end(rest)?;
@@ -498,9 +487,7 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
 
     #[test]
     fn install_for_load_vector() {

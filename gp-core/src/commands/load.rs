@@ -164,9 +164,7 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
 
     #[test]
     fn round_trip_plain_and_ciphered() {

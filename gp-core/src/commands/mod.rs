@@ -256,9 +256,7 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
 
     #[test]
     fn simple_builders() {

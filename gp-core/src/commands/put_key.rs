@@ -278,9 +278,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
 
     #[test]
     fn des_component_vector_framing() {

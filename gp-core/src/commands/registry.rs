@@ -198,9 +198,7 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
-    fn h(s: &str) -> Vec<u8> {
-        hex::decode(s.replace(' ', "")).unwrap()
-    }
+    use crate::util::h;
 
     #[test]
     fn isd_entry() {

@@ -80,6 +80,26 @@ impl World {
         c
     }
 
+    /// [`World::package`] with a per-card AES DAP (the vendor's `dap-master`, every card of `cards.csv`,
+    /// diversified with scheme aes) before `args`.
+    pub fn package_per_card(&self, name: &str, args: &[&str]) -> Command {
+        let mut c = self.package(
+            name,
+            &[
+                "--dap",
+                "aes",
+                "--dap-key",
+                &vendor_key("dap-master"),
+                "--cards",
+                &self.p("cards.csv"),
+                "--diversify",
+                "aes",
+            ],
+        );
+        c.args(args);
+        c
+    }
+
     /// A personalised card with this KDD (image NAME.img).
     pub fn card(&self, name: &str, kdd: &str) -> String {
         let image = self.p(&format!("{name}.img"));
@@ -150,4 +170,128 @@ pub fn flip_last(v: &str) -> String {
     let last = s.pop().unwrap();
     s.push(if last == '0' { '1' } else { '0' });
     s
+}
+
+/// The bytes of a hex string.
+pub fn h(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+/// Points this process at the store's SoftHSM2 configuration and PIN (`SOFTHSM2_CONF`, [`PIN_VAR`]) and
+/// loads the PKCS#11 module: once per process, so one test function per file uses it.
+pub fn load_module(hsm: &SoftHsm) -> keyman::hsm::Hsm {
+    std::env::set_var("SOFTHSM2_CONF", hsm.conf());
+    std::env::set_var(PIN_VAR, &hsm.pin);
+    keyman::hsm::Hsm::load(None).unwrap()
+}
+
+/// A session on the token `uri` (`pkcs11:token=…` or a bare label), logged in with the PIN in [`PIN_VAR`].
+pub fn open_token<'h>(hsm: &'h keyman::hsm::Hsm, uri: &str) -> keyman::hsm::TokenSession<'h> {
+    hsm.open(
+        &keyman::hsm::TokenUri::parse(uri).unwrap(),
+        &keyman::pin::PinSource::Env(PIN_VAR.into()),
+    )
+    .unwrap()
+}
+
+/// An AES-128 secret key to generate in a token.
+pub fn aes_spec(
+    label: &str,
+    id: u8,
+    usages: Vec<keyman::hsm::Usage>,
+    extractable: bool,
+) -> keyman::hsm::SecretKeySpec {
+    keyman::hsm::SecretKeySpec {
+        label: label.into(),
+        id: vec![id],
+        key_type: keyman::hsm::SecretKeyType::Aes128,
+        usages,
+        extractable,
+    }
+}
+
+/// Selects `aid` and opens its SCP03 channel (C-MAC and C-DEC) with the card's default transport keys
+/// (KVN 0), imported into `token` as session keys; runs `f` with the channel, the INITIALIZE UPDATE
+/// response and the transport DEK.
+pub fn with_transport_channel<R>(
+    t: &mut dyn signer::transport::Transport,
+    token: &keyman::hsm::TokenSession<'_>,
+    aid: &[u8],
+    f: impl FnOnce(
+        &mut signer::channel::SecureChannel<'_>,
+        &gp_core::scp03::InitializeUpdateResponse,
+        keyman::hsm::KeyHandle,
+    ) -> R,
+) -> R {
+    use keyman::hsm::{SecretKeyType, Usage};
+    use signer::channel::{self, SecureChannel, StaticKeys};
+    let k = secrecy::SecretSlice::from(signer::gp::DEFAULT_TRANSPORT_KEY.to_vec());
+    let enc = token
+        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
+        .unwrap();
+    let mac = token
+        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Sign])
+        .unwrap();
+    let dek = token
+        .import_session_key(&k, SecretKeyType::Aes128, &[Usage::Wrap])
+        .unwrap();
+    let keys = StaticKeys {
+        enc: enc.handle(),
+        mac: mac.handle(),
+        dek: dek.handle(),
+    };
+    channel::select(t, aid).unwrap();
+    let (hc, iu) = channel::initialize_update(t, token, 0).unwrap();
+    let mut ch = SecureChannel::authenticate(
+        t,
+        token,
+        keys,
+        hc,
+        &iu,
+        gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
+    )
+    .unwrap();
+    f(&mut ch, &iu, dek.handle())
+}
+
+/// The vendor opens the security domain `ssd` (just created by the issuer) with its default transport
+/// keys and replaces them with the card's own SSD keys, derived in its token from `ssd-kmc` (scheme
+/// aes), as key set 01.
+pub fn replace_ssd_transport_keys(
+    t: &mut dyn signer::transport::Transport,
+    vendor: &keyman::hsm::TokenSession<'_>,
+    ssd: &[u8],
+) {
+    with_transport_channel(t, vendor, ssd, |ch, iu, dek| {
+        let ssd_master = vendor.find_secret_key("ssd-kmc").unwrap();
+        let new = signer::diversify::derive_card_keys(
+            vendor,
+            ssd_master,
+            gp_core::diversify::Scheme::Aes,
+            &iu.kdd,
+            keyman::hsm::SecretKeyType::Aes128,
+            signer::diversify::Purpose::PutKey,
+        )
+        .unwrap();
+        signer::gp::put_key_set(ch, vendor, dek, &new, iu.kvn, 0x01).unwrap();
+    });
+}
+
+/// INSTALL [for install and make selectable] of `app` from `load_file`/`module` with `privileges` and
+/// install parameters `C9 00`.
+pub fn install(
+    load_file: &str,
+    module: &str,
+    app: &str,
+    privileges: &[u8],
+) -> gp_core::commands::InstallForInstall {
+    gp_core::commands::InstallForInstall {
+        load_file_aid: h(load_file),
+        module_aid: h(module),
+        application_aid: h(app),
+        privileges: privileges.to_vec(),
+        install_parameters: vec![0xC9, 0x00],
+        token: Vec::new(),
+        make_selectable: true,
+    }
 }
