@@ -82,17 +82,7 @@ fn tampered_load_is_refused_and_leaves_nothing() {
     assert_eq!(t.authenticate(&mut card, ISSUER, 0x03), 0x9000);
     let before = card.state().clone();
     let lfdb = lfdb();
-    let r = t.send(
-        &mut card,
-        cmd(
-            0x80,
-            0xE6,
-            0x02,
-            0x00,
-            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
-        ),
-    );
-    assert_eq!(r.sw, 0x9000);
+    install_for_load(&mut card, &mut t, &lfdb);
     let mut blocks = load_commands(&lfdb, 16);
     // Flip one byte of the second block: the LFDB hash no longer matches.
     blocks[1].data[3] ^= 0x01;
@@ -127,17 +117,7 @@ fn out_of_order_block_aborts_the_load() {
     personalise(&mut card, &mut t);
     assert_eq!(t.authenticate(&mut card, ISSUER, 0x01), 0x9000);
     let lfdb = lfdb();
-    let r = t.send(
-        &mut card,
-        cmd(
-            0x80,
-            0xE6,
-            0x02,
-            0x00,
-            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
-        ),
-    );
-    assert_eq!(r.sw, 0x9000);
+    install_for_load(&mut card, &mut t, &lfdb);
     let blocks = load_commands(&lfdb, 16);
     assert_eq!(t.send(&mut card, blocks[0].clone()).sw, 0x9000);
     assert_eq!(t.send(&mut card, blocks[2].clone()).sw, 0x6A86);

@@ -1,6 +1,8 @@
 //! The simulator on the real PC/SC stack: `card-sim serve` plugged into pcscd through vsmartcard's
 //! vpcd, driven with the `pcsc` crate. Skips (with a message) when pcscd or the vpcd driver is not
-//! installed; starts its own pcscd when none is running and stops only that one.
+//! installed; otherwise waits for the machine-wide bench lock (common/pcscd_lock.rs), starts its own
+//! pcscd when none is running and stops only that one, and fails when the reader shows a card that
+//! is not its own.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -17,6 +19,9 @@ use std::time::{Duration, Instant};
 use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::keys::AesKey;
 use gp_core::scp03;
+
+#[path = "common/pcscd_lock.rs"]
+mod pcscd_lock;
 
 struct Guard(Option<Child>);
 impl Drop for Guard {
@@ -56,6 +61,8 @@ fn card_sim_through_pcscd() {
         eprintln!("skipped: pcscd or vsmartcard-vpcd not installed");
         return;
     }
+    // Released last (declared first): after card-sim and our pcscd have stopped.
+    let _bench = pcscd_lock::acquire();
     // Use a running pcscd (the socket may be stale, so ask it), else start one of our own.
     let running = pcsc::Context::establish(pcsc::Scope::User).is_ok();
     let _pcscd = if running {
@@ -119,11 +126,11 @@ fn card_sim_through_pcscd() {
         match attempt {
             Ok((ctx, card)) if ours(&card) => break (ctx, card),
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
-            Ok(_) if running => {
-                eprintln!("skipped: the Virtual PCD reader is served by another simulator");
-                return;
-            }
-            Ok(_) => panic!("the Virtual PCD reader shows another card"),
+            Ok(_) => panic!(
+                "the Virtual PCD reader shows another card: a simulator outside the test lock \
+                 ({}) serves vpcd port 35963",
+                pcscd_lock::PATH
+            ),
             Err(e) => panic!("no card in the Virtual PCD reader: {e}"),
         }
     };

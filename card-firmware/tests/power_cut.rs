@@ -151,17 +151,7 @@ fn load_last_block() {
     let setup: &Setup = &|card, t| {
         secured(card, t);
         let lfdb = lfdb();
-        let r = t.send(
-            card,
-            cmd(
-                0x80,
-                0xE6,
-                0x02,
-                0x00,
-                &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
-            ),
-        );
-        assert_eq!(r.sw, 0x9000);
+        install_for_load(card, t, &lfdb);
         let blocks = load_commands(&lfdb, 16);
         for b in &blocks[..blocks.len() - 1] {
             assert_eq!(t.send(card, b.clone()).sw, 0x9000);
@@ -178,21 +168,7 @@ fn load_last_block() {
 fn install_for_install() {
     let setup: &Setup = &|card, t| {
         secured(card, t);
-        let lfdb = lfdb();
-        let r = t.send(
-            card,
-            cmd(
-                0x80,
-                0xE6,
-                0x02,
-                0x00,
-                &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
-            ),
-        );
-        assert_eq!(r.sw, 0x9000);
-        for b in load_commands(&lfdb, 64) {
-            assert_eq!(t.send(card, b).sw, 0x9000);
-        }
+        load(card, t, 64);
     };
     let step: &Setup = &|card, t| {
         t.send(

@@ -62,13 +62,17 @@ impl PinSource {
                 SecretString::from(text)
             }
             PinSource::File(path) => {
-                check_private(path)?;
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    Error::PinUnavailable(format!("cannot read {}: {e}", path.display()))
+                let bytes = read_private(path, MAX_PIN_FILE)?;
+                if bytes.len() > MAX_PIN_FILE {
+                    return Err(Error::PinUnavailable(format!(
+                        "{} is larger than {MAX_PIN_FILE} bytes; not a PIN file",
+                        path.display()
+                    )));
+                }
+                let text = std::str::from_utf8(&bytes).map_err(|_| {
+                    Error::PinUnavailable(format!("{} is not UTF-8", path.display()))
                 })?;
-                let first = text.lines().next().unwrap_or_default().to_string();
-                drop(zeroize::Zeroizing::new(text));
-                SecretString::from(first)
+                SecretString::from(text.lines().next().unwrap_or_default().to_string())
             }
         };
         if pin.expose_secret().is_empty() {
@@ -155,25 +159,75 @@ impl PinSources {
     }
 }
 
-/// Refuses a file that users other than its owner can read or write.
+/// Largest PIN file read, in bytes; only its first line is used.
+const MAX_PIN_FILE: usize = 4096;
+
+/// Reads at most `limit + 1` bytes of a secret-bearing file (a PIN file, an answers file) that must be
+/// a regular file readable and writable by its owner only; a caller refuses a result longer than `limit`.
+///
+/// The file is opened once and every check is made on the open handle, so the path cannot be swapped
+/// between the check and the read: a symbolic link or anything but a regular file is refused, the
+/// opened file must be the one examined before opening (same device and inode), and its permissions are
+/// taken from the handle. Errors are [`Error::PinUnavailable`] and never carry the contents.
 #[cfg(unix)]
-pub(crate) fn check_private(path: &std::path::Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::PinUnavailable(format!("cannot read {}: {e}", path.display())))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(Error::PinUnavailable(format!(
-            "{} can be read by other users (mode {:o}); chmod 600 it",
-            path.display(),
-            meta.permissions().mode() & 0o777
+pub(crate) fn read_private(
+    path: &std::path::Path,
+    limit: usize,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let fail = |what: &str, e: std::io::Error| {
+        Error::PinUnavailable(format!("cannot {what} {}: {e}", path.display()))
+    };
+    let refuse = |why: String| Error::PinUnavailable(format!("{}: {why}", path.display()));
+    // Refuse a link or a device before opening it (opening a FIFO would block, a device may act).
+    let named = std::fs::symlink_metadata(path).map_err(|e| fail("read", e))?;
+    if named.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link; name the file itself".into()));
+    }
+    if !named.file_type().is_file() {
+        return Err(refuse("is not a regular file".into()));
+    }
+    let file = std::fs::File::open(path).map_err(|e| fail("open", e))?;
+    let meta = file.metadata().map_err(|e| fail("read", e))?;
+    if !meta.file_type().is_file() || meta.dev() != named.dev() || meta.ino() != named.ino() {
+        return Err(refuse(
+            "changed while it was being opened; refusing it".into(),
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(refuse(format!(
+            "can be read by other users (mode {:o}); chmod 600 it",
+            mode & 0o777
         )));
     }
-    Ok(())
+    let cap = usize::try_from(meta.len())
+        .unwrap_or(limit)
+        .min(limit)
+        .saturating_add(1);
+    let mut bytes = zeroize::Zeroizing::new(Vec::with_capacity(cap));
+    let take = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(take)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fail("read", e))?;
+    Ok(bytes)
 }
 
 #[cfg(not(unix))]
-pub(crate) fn check_private(_path: &std::path::Path) -> Result<(), Error> {
-    Ok(())
+pub(crate) fn read_private(
+    path: &std::path::Path,
+    limit: usize,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, Error> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::PinUnavailable(format!("cannot open {}: {e}", path.display())))?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    let take = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    file.take(take)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::PinUnavailable(format!("cannot read {}: {e}", path.display())))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -221,5 +275,31 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         let pin = PinSource::File(p).read("t").unwrap();
         assert_eq!(pin.expose_secret(), "1234");
+    }
+
+    #[test]
+    fn refuses_a_symlink_to_a_private_pin_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("pin");
+        std::fs::write(&target, "1234\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = PinSource::File(link).read("t").unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!err.to_string().contains("1234"), "{err}");
+        // The file itself is read.
+        let pin = PinSource::File(target).read("t").unwrap();
+        assert_eq!(pin.expose_secret(), "1234");
+    }
+
+    #[test]
+    fn refuses_a_pin_path_that_is_not_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let err = PinSource::File(dir.path().to_path_buf())
+            .read("t")
+            .unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 }

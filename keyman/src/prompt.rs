@@ -181,11 +181,10 @@ impl Scripted {
     pub fn load(source: &AnswerSource, reveal_dir: Option<&Path>) -> Result<Scripted, Error> {
         let text = match source {
             AnswerSource::File(path) => {
-                crate::pin::check_private(path).map_err(|e| Error::Answers(e.to_string()))?;
-                let bytes = std::fs::read(path).map_err(|e| {
-                    Error::Answers(format!("cannot read answers {}: {e}", path.display()))
+                let bytes = crate::pin::read_private(path, MAX_ANSWERS).map_err(|e| match e {
+                    Error::PinUnavailable(why) => Error::Answers(format!("answers {why}")),
+                    other => other,
                 })?;
-                let bytes = Zeroizing::new(bytes);
                 if bytes.len() > MAX_ANSWERS {
                     return Err(Error::Answers(format!(
                         "answers {} is larger than {MAX_ANSWERS} bytes",
@@ -352,6 +351,25 @@ pub(crate) fn create_private(path: &Path) -> Result<std::fs::File, Error> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_file_must_be_a_private_regular_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("answers");
+        std::fs::write(&p, "a/b = secretvalue\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Scripted::load(&AnswerSource::File(p.clone()), None).unwrap_err();
+        assert!(e.to_string().contains("other users"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        let e = Scripted::load(&AnswerSource::File(link), None).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert!(!e.to_string().contains("secretvalue"), "{e}");
+        let a = Scripted::load(&AnswerSource::File(p), None).unwrap();
+        assert_eq!(a.has_answer("a/b"), Some(true));
+    }
 
     #[test]
     fn answers_parse_strictly_and_never_echo_values() {

@@ -161,6 +161,19 @@ fn wrong_pin_says_what_the_token_says_about_tries() {
             .arg(format!("file:{}", pin_file.display())),
     );
     assert!(e.contains("can be read by other users"), "{e}");
+    // A link to a private PIN file is refused.
+    std::fs::set_permissions(&pin_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = hsm.path("pin-link");
+    std::os::unix::fs::symlink(&pin_file, &link).unwrap();
+    let e = fails(
+        keyman(&hsm)
+            .args(["ceremony", "run"])
+            .arg(shipped("issuer-master.ron"))
+            .args(["--ledger", "l.jsonl", "--pin-source"])
+            .arg(format!("file:{}", link.display())),
+    );
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(!e.contains(&hsm.pin), "the error repeats the PIN: {e}");
     nothing_happened(&hsm, "l.jsonl");
 }
 
@@ -274,6 +287,18 @@ fn scripted_answers_must_be_private_and_complete() {
         &["--answers", &format!("file:{}", answers.display())],
     );
     assert!(e.contains("can be read by other users"), "{e}");
+    // A link to a private answers file is refused too: the file is checked on the handle it is read from.
+    std::fs::set_permissions(&answers, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let link = hsm.path("answers-link");
+    std::os::unix::fs::symlink(&answers, &link).unwrap();
+    let e = ceremony_fails(
+        &hsm,
+        &path,
+        "l.jsonl",
+        &["--answers", &format!("file:{}", link.display())],
+    );
+    assert!(e.contains("symbolic link"), "{e}");
+    assert!(!e.contains("00112233"), "the error repeats an answer: {e}");
     nothing_happened(&hsm, "l.jsonl");
 }
 

@@ -22,7 +22,7 @@ use clap::Subcommand;
 use gp_core::apdu::CommandApdu;
 use gp_core::commands::InstallForPersonalization;
 use gp_core::diversify::{KeyRole, Scheme};
-use keyman::hsm::{Hsm, KeyHandle, SecretKeyType, TokenSession, TokenUri, Usage};
+use keyman::hsm::{KeyHandle, SecretKeyType, TokenSession, TokenUri, Usage};
 use keyman::ledger::{EntryKind, Output};
 use std::path::{Path, PathBuf};
 
@@ -241,61 +241,54 @@ pub fn run(command: AppCommand, dry: bool) -> Result<(), Error> {
         return Ok(());
     }
     let mut records = Records::open(ledger.as_deref(), token.pin_source.is_scripted())?;
-    let result = (|| {
+    let (kdd, n) = records.guard("signer app personalise", |records| {
         let mut t = connect(&card)?;
-        let hsm = Hsm::for_uri(&uri, token.module.as_deref())?;
-        let session = hsm.open(&uri, &token.pin_source)?;
-        let m = session.find_secret_key(&label)?;
-        let (mut ch, kdd) = open_domain_channel(t.as_mut(), &session, &sd_aid, m, scheme)?;
-        let dek = if plain {
-            None
-        } else {
-            Some(derive_one(
-                &session,
-                m,
-                scheme,
-                &kdd,
-                KeyRole::Dek,
-                SecretKeyType::Aes128,
-                &[Usage::Encrypt],
-                false,
-            )?)
-        };
-        let n = personalise_app(
-            &mut ch,
-            &session,
-            dek.as_ref().map(|d| d.handle()),
-            &app_aid,
-            &blocks,
-        )?;
-        let common = vec![
-            records::card_output(&format!("KDD:{}", hex::encode_upper(kdd))),
-            Output::File {
-                name: data.display().to_string(),
-                sha256: keyman::ledger::Sha256Hash::of(&bytes),
-            },
-        ];
-        records.record(
-            EntryKind::Delivery,
-            "signer app personalise",
-            &format!(
-                "{} personalised through SD {} ({n} block(s))",
-                hex::encode_upper(&app_aid),
-                hex::encode_upper(&sd_aid)
-            ),
-            &[],
-            &common,
-            &[],
-        )?;
-        Ok((kdd, n))
-    })();
-    let (kdd, n) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            records.abort("signer app personalise", &e);
-            return Err(e);
-        }
-    };
+        token.with_session(&uri, |session| {
+            let m = session.find_secret_key(&label)?;
+            let (mut ch, kdd) = open_domain_channel(t.as_mut(), session, &sd_aid, m, scheme)?;
+            let dek = if plain {
+                None
+            } else {
+                Some(derive_one(
+                    session,
+                    m,
+                    scheme,
+                    &kdd,
+                    KeyRole::Dek,
+                    SecretKeyType::Aes128,
+                    &[Usage::Encrypt],
+                    false,
+                )?)
+            };
+            let n = personalise_app(
+                &mut ch,
+                session,
+                dek.as_ref().map(|d| d.handle()),
+                &app_aid,
+                &blocks,
+            )?;
+            let common = vec![
+                records::kdd_output(&kdd),
+                Output::File {
+                    name: data.display().to_string(),
+                    sha256: keyman::ledger::Sha256Hash::of(&bytes),
+                },
+            ];
+            records.record(
+                EntryKind::Delivery,
+                "signer app personalise",
+                &format!(
+                    "{} personalised through SD {} ({n} block(s))",
+                    hex::encode_upper(&app_aid),
+                    hex::encode_upper(&sd_aid)
+                ),
+                &[],
+                &common,
+                &[],
+            )?;
+            Ok((kdd, n))
+        })
+    })?;
     println!(
         "secure channel SCP03 to SD {} of card {} (C-MAC, C-DEC)",
         hex::encode_upper(&sd_aid),

@@ -81,6 +81,19 @@ impl Records {
         Ok(())
     }
 
+    /// Runs `f` with these records; when it fails, records that `run` stopped with its error.
+    pub fn guard<T>(
+        &mut self,
+        run: &str,
+        f: impl FnOnce(&mut Records) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let result = f(self);
+        if let Err(e) = &result {
+            self.abort(run, e);
+        }
+        result
+    }
+
     /// Records that a run stopped with `error` (only when a ledger is open).
     pub fn abort(&mut self, run: &str, error: &Error) {
         if let Some(ledger) = self.ledger.as_mut() {
@@ -100,6 +113,18 @@ pub fn package_output(bytes: &[u8]) -> Output {
 pub fn card_output(identity: &str) -> Output {
     Output::Card {
         identity: identity.to_string(),
+    }
+}
+
+/// The ledger output for a card named by its KDD.
+pub fn kdd_output(kdd: &[u8]) -> Output {
+    card_output(&format!("KDD:{}", hex::encode_upper(kdd)))
+}
+
+/// Prints, for a dry run, that a `kind` record would be appended to the ledger, if one is named.
+pub fn print_dry_ledger(ledger: Option<&Path>, kind: &str) {
+    if let Some(l) = ledger {
+        println!("would append a {kind} record to {}", l.display());
     }
 }
 

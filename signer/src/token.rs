@@ -794,6 +794,19 @@ pub struct TokenAccess {
     pub module: Option<PathBuf>,
 }
 
+impl TokenAccess {
+    /// Opens the token `uri` names and runs `f` with a session in it.
+    pub fn with_session<T>(
+        &self,
+        uri: &TokenUri,
+        f: impl FnOnce(&TokenSession<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let hsm = Hsm::for_uri(uri, self.module.as_deref())?;
+        let session = hsm.open(uri, &self.pin_source)?;
+        f(&session)
+    }
+}
+
 /// Options of `signer token load|install|delete`.
 #[derive(Args, Debug)]
 pub struct IssueArgs {
@@ -903,7 +916,8 @@ pub fn key_uri(text: &str, option: &str) -> Result<(TokenUri, String), Error> {
     Ok((uri, label))
 }
 
-fn same_token(a: &TokenUri, b: &TokenUri, what: &str) -> Result<(), Error> {
+/// Refuses two keys in different tokens (one PIN source reaches one token).
+pub fn same_token(a: &TokenUri, b: &TokenUri, what: &str) -> Result<(), Error> {
     if a.token == b.token && a.serial == b.serial {
         Ok(())
     } else {
@@ -1020,47 +1034,40 @@ pub fn run(command: TokenCommand, dry: bool) -> Result<(), Error> {
         return Ok(());
     }
     let mut records = Records::open(args.ledger.as_deref(), args.token.pin_source.is_scripted())?;
-    let result = (|| {
-        let hsm = Hsm::for_uri(&uri, args.token.module.as_deref())?;
-        let session = hsm.open(&uri, &args.token.pin_source)?;
-        let key = TokenKey::open(&session, &label)?;
-        let file = issue(
-            &session,
-            &key,
-            &label,
-            pkg.as_ref().map(|(p, b)| (p, b.as_slice())),
-            &sd_aid,
-            &what,
-        )?;
-        let mut text = serde_json::to_string_pretty(&file)
-            .map_err(|e| Error::Usage(format!("tokens file: {e}")))?;
-        text.push('\n');
-        crate::package::write_new_file(&args.out, text.as_bytes())?;
-        let mut common = vec![key_output(&file.key)];
-        if let Some((_, bytes)) = &pkg {
-            common.push(records::package_output(bytes));
-        }
-        common.push(Output::File {
-            name: args.out.display().to_string(),
-            sha256: keyman::ledger::Sha256Hash::of(text.as_bytes()),
-        });
-        records.record(
-            EntryKind::Signing,
-            "signer token",
-            &format!("{} token(s) for SSD {}", file.tokens.len(), file.sd_aid),
-            &[],
-            &common,
-            &[],
-        )?;
-        Ok(file)
-    })();
-    let file = match result {
-        Ok(f) => f,
-        Err(e) => {
-            records.abort("signer token", &e);
-            return Err(e);
-        }
-    };
+    let file = records.guard("signer token", |records| {
+        args.token.with_session(&uri, |session| {
+            let key = TokenKey::open(session, &label)?;
+            let file = issue(
+                session,
+                &key,
+                &label,
+                pkg.as_ref().map(|(p, b)| (p, b.as_slice())),
+                &sd_aid,
+                &what,
+            )?;
+            let mut text = serde_json::to_string_pretty(&file)
+                .map_err(|e| Error::Usage(format!("tokens file: {e}")))?;
+            text.push('\n');
+            crate::package::write_new_file(&args.out, text.as_bytes())?;
+            let mut common = vec![key_output(&file.key)];
+            if let Some((_, bytes)) = &pkg {
+                common.push(records::package_output(bytes));
+            }
+            common.push(Output::File {
+                name: args.out.display().to_string(),
+                sha256: keyman::ledger::Sha256Hash::of(text.as_bytes()),
+            });
+            records.record(
+                EntryKind::Signing,
+                "signer token",
+                &format!("{} token(s) for SSD {}", file.tokens.len(), file.sd_aid),
+                &[],
+                &common,
+                &[],
+            )?;
+            Ok(file)
+        })
+    })?;
     println!("token key     {} ({})", file.key.label, file.key.algorithm);
     if let Some(k) = &file.key.kcv {
         println!("  KCV         {k} (AES-ECB(01*16) GPC B.6)");
@@ -1109,42 +1116,32 @@ fn run_put_keys(
         return Ok(());
     }
     let mut records = Records::open(ledger, access.pin_source.is_scripted())?;
-    let result = (|| {
+    let done = records.guard("signer token put-keys", |records| {
         let mut t = connect(card)?;
-        let hsm = Hsm::for_uri(&uri, access.module.as_deref())?;
-        let session = hsm.open(&uri, &access.pin_source)?;
-        let m = session.find_secret_key(&master_label)?;
-        let rm = session.find_secret_key(&rm_label)?;
-        let done = put_dm_keys(
-            t.as_mut(),
-            &session,
-            m,
-            scheme,
-            &tk_label,
-            rm,
-            receipt_scheme,
-        )?;
-        let common = vec![
-            key_output(&done.token_key),
-            records::card_output(&format!("KDD:{}", hex::encode_upper(done.kdd))),
-        ];
-        records.record(
-            EntryKind::Delivery,
-            "signer token put-keys",
-            "token and receipt keys put",
-            &[],
-            &common,
-            &[],
-        )?;
-        Ok(done)
-    })();
-    let done = match result {
-        Ok(d) => d,
-        Err(e) => {
-            records.abort("signer token put-keys", &e);
-            return Err(e);
-        }
-    };
+        access.with_session(&uri, |session| {
+            let m = session.find_secret_key(&master_label)?;
+            let rm = session.find_secret_key(&rm_label)?;
+            let done = put_dm_keys(
+                t.as_mut(),
+                session,
+                m,
+                scheme,
+                &tk_label,
+                rm,
+                receipt_scheme,
+            )?;
+            let common = vec![key_output(&done.token_key), records::kdd_output(&done.kdd)];
+            records.record(
+                EntryKind::Delivery,
+                "signer token put-keys",
+                "token and receipt keys put",
+                &[],
+                &common,
+                &[],
+            )?;
+            Ok(done)
+        })
+    })?;
     println!("card KDD      {}", hex::encode_upper(done.kdd));
     println!(
         "KVN {TOKEN_KVN:02X}        token verification key '{}' ({}){}",
@@ -1236,7 +1233,7 @@ pub fn deploy(
         return Ok(());
     }
     let mut records = Records::open(ledger, access.pin_source.is_scripted())?;
-    let result = (|| {
+    let outcomes = records.guard("signer deploy", |records| {
         let mut t = connect(card)?;
         let hsm = Hsm::for_uri(&uri, access.module.as_deref())?;
         let session = hsm.open(&uri, &access.pin_source)?;
@@ -1319,14 +1316,7 @@ pub fn deploy(
             &[],
         )?;
         Ok(outcomes)
-    })();
-    let outcomes = match result {
-        Ok(o) => o,
-        Err(e) => {
-            records.abort("signer deploy", &e);
-            return Err(e);
-        }
-    };
+    })?;
     for o in &outcomes {
         println!(
             "{:<13} receipt {} counter {} {}",

@@ -308,6 +308,9 @@ pub mod snapshot {
     }
 }
 
+#[path = "../../card-firmware/tests/common/pcscd_lock.rs"]
+pub mod pcscd_lock;
+
 /// The real PC/SC stack for the interoperability tests (docs/interop.md): pcscd with vsmartcard's
 /// vpcd driver, whose readers the simulated card plugs into.
 pub mod pcsc_stack {
@@ -351,19 +354,26 @@ pub mod pcsc_stack {
     }
 
     /// A running pcscd: one this guard started (stopped on drop, even when the test fails) or,
-    /// when one already answers, that one (left alone: it is not ours).
+    /// when one already answers, that one (left alone: it is not ours). Either way the guard holds
+    /// the machine-wide bench lock ([`crate::pcscd_lock`]) until dropped, so keep it alive as long
+    /// as the test uses pcscd or the vpcd ports (drop any [`CardSim`] before it).
     pub struct Pcscd {
         child: Option<Child>,
         log: Option<PathBuf>,
+        // Dropped after `Drop::drop` has stopped our pcscd.
+        _lock: crate::pcscd_lock::PcscdLock,
     }
 
     impl Pcscd {
-        /// Use the running pcscd or start `pcscd --foreground`, logging to `log`.
+        /// Wait for the bench lock, then use the running pcscd or start `pcscd --foreground`,
+        /// logging to `log`.
         pub fn start(log: &Path) -> Pcscd {
+            let lock = crate::pcscd_lock::acquire();
             if pcsc::Context::establish(pcsc::Scope::User).is_ok() {
                 return Pcscd {
                     child: None,
                     log: None,
+                    _lock: lock,
                 };
             }
             let out = std::fs::File::create(log).expect("pcscd log file");
@@ -378,6 +388,7 @@ pub mod pcsc_stack {
             let mut guard = Pcscd {
                 child: Some(child),
                 log: Some(log.to_path_buf()),
+                _lock: lock,
             };
             let deadline = Instant::now() + Duration::from_secs(10);
             while pcsc::Context::establish(pcsc::Scope::User).is_err() {

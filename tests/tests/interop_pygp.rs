@@ -4,9 +4,10 @@
 //! `tests/interop/` (docs/interop.md); each prints `PASS` lines and exits non-zero with a `FAIL:`
 //! line on any mismatch, including with what `card-sim info` says about the image.
 //!
-//! One pcscd machine-wide: the tests take a lock and run one after another. The card uses vpcd's
-//! second reader (`Virtual PCD 00 01`, port 35964), so the card-firmware PC/SC test, which uses the
-//! first, never meets this card even when a pcscd is shared.
+//! One pcscd machine-wide: the tests take a lock and run one after another, across processes too
+//! (`Pcscd::start` holds the flock of `postissue_tests::pcscd_lock`). The card uses vpcd's second
+//! reader (`Virtual PCD 00 01`, port 35964), so the card-firmware PC/SC test, which uses the first,
+//! never meets this card even when a pcscd is shared outside the lock.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

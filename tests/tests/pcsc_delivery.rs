@@ -1,61 +1,27 @@
 //! Delivery through the real PC/SC stack: `card-sim serve` behind pcscd's vpcd reader, and `signer` with
 //! `--card pcsc:READER` personalising the card and loading a package. Skips (with a message) when pcscd or
-//! the vpcd driver is not installed, or when another simulator already serves the reader; starts its own
-//! pcscd when none runs and stops only the processes it started.
+//! the vpcd driver is not installed; otherwise waits for the machine-wide bench lock (`Pcscd::start`),
+//! starts its own pcscd when none runs, stops only the processes it started, and fails when the reader
+//! shows a card that is not its own.
 
 mod common;
 
 use common::*;
-use postissue_tests::{bin, ok};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use postissue_tests::ok;
+use postissue_tests::pcsc_stack::{self, CardSim, Pcscd};
 use std::time::{Duration, Instant};
-
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 const READER: &str = "Virtual PCD 00 00";
 
 #[test]
 fn personalise_and_deploy_through_pcscd() {
-    if !Path::new("/usr/sbin/pcscd").exists()
-        || !Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so").exists()
-    {
-        eprintln!("skipped: pcscd or vsmartcard-vpcd not installed");
+    if let Some(why) = pcsc_stack::unavailable() {
+        eprintln!("skipped: {why}");
         return;
     }
-    let running = pcsc::Context::establish(pcsc::Scope::User).is_ok();
-    let _pcscd = if running {
-        Guard(None)
-    } else {
-        Guard(Some(
-            Command::new("/usr/sbin/pcscd")
-                .arg("--foreground")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        ))
-    };
+    let logs = tempfile::tempdir().unwrap();
+    // Holds the bench lock until the end of the test (dropped after `_sim`).
+    let _pcscd = Pcscd::start(&logs.path().join("pcscd.log"));
     let w = World::new();
     let image = w.p("pcsc.img");
     let nanos = std::time::SystemTime::now()
@@ -66,14 +32,11 @@ fn personalise_and_deploy_through_pcscd() {
     ok(w.hsm
         .tool("card-sim")
         .args(["new", "--image", &image, "--kdd", &kdd]));
-    let _sim = Guard(Some(
-        Command::new(bin("card-sim"))
-            .args(["serve", "--image", &image, "--vpcd", "127.0.0.1:35963"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
+    let sim = CardSim::serve(
+        std::path::Path::new(&image),
+        35963,
+        &logs.path().join("card-sim.log"),
+    );
     // Wait for our card (GET DATA CF gives its KDD) in the reader.
     let reader = std::ffi::CString::new(READER).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -87,11 +50,10 @@ fn personalise_and_deploy_through_pcscd() {
         match seen {
             Ok(r) if r.len() == 14 && hex::encode_upper(&r[2..12]) == kdd => break,
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
-            Ok(_) if running => {
-                eprintln!("skipped: the Virtual PCD reader is served by another simulator");
-                return;
-            }
-            other => panic!("our card did not appear in the Virtual PCD reader: {other:?}"),
+            other => panic!(
+                "our card did not appear in the Virtual PCD reader: {other:?}; card-sim: {}",
+                sim.log_text()
+            ),
         }
     }
     let card = format!("pcsc:{READER}");

@@ -286,9 +286,9 @@ pub fn personalise(card: &mut Card<RamStorage>, t: &mut Terminal) {
     assert_eq!(t.send(card, cmd(0x80, 0xF0, 0x80, 0x0F, &[])).sw, 0x9000);
 }
 
-/// Load and install the synthetic package over an open session.
-pub fn load_and_install(card: &mut Card<RamStorage>, t: &mut Terminal) {
-    let lfdb = lfdb();
+/// INSTALL [for load] of the synthetic package (with the hash of `lfdb`) over an open session,
+/// which must succeed.
+pub fn install_for_load(card: &mut Card<RamStorage>, t: &mut Terminal, lfdb: &[u8]) {
     let r = t.send(
         card,
         cmd(
@@ -296,13 +296,25 @@ pub fn load_and_install(card: &mut Card<RamStorage>, t: &mut Terminal) {
             0xE6,
             0x02,
             0x00,
-            &install_for_load_data(&PACKAGE, &sha256(&lfdb)),
+            &install_for_load_data(&PACKAGE, &sha256(lfdb)),
         ),
     );
     assert_eq!(r.sw, 0x9000);
-    for c in load_commands(&lfdb, 16) {
+}
+
+/// INSTALL [for load] and every LOAD block (`block` bytes each) of the synthetic package over an
+/// open session, all of which must succeed.
+pub fn load(card: &mut Card<RamStorage>, t: &mut Terminal, block: usize) {
+    let lfdb = lfdb();
+    install_for_load(card, t, &lfdb);
+    for c in load_commands(&lfdb, block) {
         assert_eq!(t.send(card, c).sw, 0x9000);
     }
+}
+
+/// Load and install the synthetic package over an open session.
+pub fn load_and_install(card: &mut Card<RamStorage>, t: &mut Terminal) {
+    load(card, t, 16);
     let r = t.send(
         card,
         cmd(

@@ -425,7 +425,11 @@ impl TokenSession<'_> {
             && !spec.key_type.is_des()
             && self.raw_key_type(key.handle)? == Some(CkKeyType::AES);
         if info.key_type != Some(spec.key_type) && !aes_without_length {
-            problems.push(format!("type differs from {}", spec.key_type.name()));
+            problems.push(format!(
+                "type {} instead of {}",
+                info.key_type.map_or("unknown", SecretKeyType::name),
+                spec.key_type.name()
+            ));
         }
         if !info.sensitive {
             problems.push("not sensitive".into());

@@ -532,15 +532,7 @@ impl<'h> TokenSession<'h> {
     /// Generates a persistent secret key inside the token, then reads its attributes back and fails on any
     /// difference from what was asked (a token that silently ignores an attribute must not pass).
     pub fn generate_secret(&self, spec: &SecretKeySpec) -> Result<(KeyHandle, KeyInfo), Error> {
-        let mech = if spec.key_type.is_des() {
-            if spec.key_type == SecretKeyType::Des3TwoKey {
-                Mechanism::Des2KeyGen
-            } else {
-                Mechanism::Des3KeyGen
-            }
-        } else {
-            Mechanism::AesKeyGen
-        };
+        let (mech, _) = spec.key_type.keygen();
         let mut template = vec![
             Attribute::Token(true),
             Attribute::Private(true),
@@ -563,43 +555,7 @@ impl<'h> TokenSession<'h> {
             handle,
             key_type: Some(spec.key_type),
         };
-        let info = self.key_info(key)?;
-        let mut problems = Vec::new();
-        if info.label != spec.label || info.id != spec.id {
-            problems.push("label or ID".to_string());
-        }
-        if info.key_type != Some(spec.key_type) {
-            problems.push(format!(
-                "type {:?} instead of {}",
-                info.key_type,
-                spec.key_type.name()
-            ));
-        }
-        if !info.sensitive {
-            problems.push("not sensitive".into());
-        }
-        if info.extractable != spec.extractable {
-            problems.push(format!("extractable = {}", info.extractable));
-        }
-        if !spec.extractable && !info.never_extractable {
-            problems.push("not never-extractable".into());
-        }
-        if !info.local {
-            problems.push("not marked as generated in the token".into());
-        }
-        for u in Usage::ALL {
-            if info.usages.contains(&u) != spec.usages.contains(&u) {
-                problems.push(format!("usage {} differs", u.name()));
-            }
-        }
-        if !problems.is_empty() {
-            let _ = self.session.destroy_object(handle);
-            return Err(self.key_error(format!(
-                "key '{}' came back with other attributes than asked ({}); it was destroyed",
-                spec.label,
-                problems.join(", ")
-            )));
-        }
+        let info = self.check_secret(key, spec, true)?;
         Ok((key, info))
     }
 
