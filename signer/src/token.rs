@@ -55,6 +55,9 @@ pub const CMD_LOAD: &str = "install-for-load";
 pub const CMD_INSTALL: &str = "install-for-install-and-make-selectable";
 /// `DELETE [card content]`, as the tokens file names it.
 pub const CMD_DELETE: &str = "delete";
+/// `INSTALL [for load, install and make selectable]` (the combined process, GPC C.4.7), as the tokens
+/// file names it.
+pub const CMD_COMBINED: &str = "install-for-load-install-and-make-selectable";
 
 /// The key that signed a tokens file: its label and how to recognise it without the key.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -76,13 +79,15 @@ pub struct TokenKeyRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRecord {
-    /// [`CMD_LOAD`], [`CMD_INSTALL`] or [`CMD_DELETE`].
+    /// [`CMD_LOAD`], [`CMD_INSTALL`], [`CMD_DELETE`] or [`CMD_COMBINED`].
     pub command: String,
     /// P1 of the command, hex.
     pub p1: String,
     /// P2 of the command, hex.
     pub p2: String,
-    /// The command data the token covers (without the token and its length), hex.
+    /// The command data the token covers (without the token and its length), hex. For
+    /// [`CMD_COMBINED`] (P1 `0E`, P2 `03`: the final command, which carries the token): the whole signed
+    /// data, the first command's `P1 ‖ P2 ‖ Lc' ‖ data` followed by the final one's (GPC C.4.7).
     pub data: String,
     /// The token, hex.
     pub token: String,
@@ -140,7 +145,7 @@ impl TokensFile {
         }
         for (i, t) in file.tokens.iter().enumerate() {
             let field = |f: &str| format!("tokens[{i}].{f}");
-            if ![CMD_LOAD, CMD_INSTALL, CMD_DELETE].contains(&t.command.as_str()) {
+            if ![CMD_LOAD, CMD_INSTALL, CMD_DELETE, CMD_COMBINED].contains(&t.command.as_str()) {
                 return Err(bad(
                     path,
                     &field("command"),
@@ -220,6 +225,40 @@ pub fn token_input(p1: u8, p2: u8, body: &[u8]) -> Result<Vec<u8>, Error> {
     }
     out.extend_from_slice(body);
     Ok(out)
+}
+
+/// P1 of the combined INSTALL [for load, install and make selectable].
+pub const P1_COMBINED: u8 = 0x0E;
+/// P2 of the combined process's first command.
+pub const P2_COMBINED_FIRST: u8 = 0x01;
+/// P2 of the combined process's final command (the one that carries the token).
+pub const P2_COMBINED_FINAL: u8 = 0x03;
+
+/// The data the combined process's token signs (GPC C.4.7): the first command's `P1 ‖ P2 ‖ Lc' ‖ data`
+/// (INSTALL [for load] data) followed by the final command's (INSTALL [for install] data).
+pub fn combined_token_input(first: &[u8], last: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = token_input(P1_COMBINED, P2_COMBINED_FIRST, first)?;
+    out.extend(token_input(P1_COMBINED, P2_COMBINED_FINAL, last)?);
+    Ok(out)
+}
+
+/// The first and final command bodies of the combined process for `pkg`'s first applet through
+/// `sd_aid` (without the tokens), the final command, and the signed data.
+fn combined_parts(
+    pkg: &Package,
+    sd_aid: &[u8],
+) -> Result<(InstallForLoad, InstallForInstall, Vec<u8>), Error> {
+    let load = load_command(pkg, sd_aid)?;
+    let first = install_body(&load.to_data().map_err(gp_err("INSTALL [for load]"))?)?;
+    let applet = pkg
+        .applets()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Usage("the package has no applet to install".into()))?;
+    let install = install_command(pkg, &applet)?;
+    let last = install_body(&install.to_data().map_err(gp_err("INSTALL [for install]"))?)?;
+    let input = combined_token_input(&first, &last)?;
+    Ok((load, install, input))
 }
 
 /// The issuer's token signing key, in the issuer's token.
@@ -356,6 +395,9 @@ pub enum Authorise {
     },
     /// Installing the package's applets (its load file is already on the card).
     Install,
+    /// The combined load, install and make selectable process for the package's first applet (GPC
+    /// C.4.7), with install tokens for any further applets.
+    Combined,
     /// Deleting an application or load file (`related`: with its applications, P2 `80`).
     Delete {
         /// The AID to delete.
@@ -376,7 +418,13 @@ pub fn issue(
 ) -> Result<TokensFile, Error> {
     let mut tokens = Vec::new();
     let mut sign = |command: &str, p1: u8, p2: u8, body: Vec<u8>| -> Result<(), Error> {
-        let token = key.sign(session, &token_input(p1, p2, &body)?)?;
+        // The combined token's data is already the whole signed data (GPC C.4.7).
+        let input = if command == CMD_COMBINED {
+            body.clone()
+        } else {
+            token_input(p1, p2, &body)?
+        };
+        let token = key.sign(session, &input)?;
         tokens.push(TokenRecord {
             command: command.into(),
             p1: hex::encode_upper([p1]),
@@ -405,6 +453,16 @@ pub fn issue(
         Authorise::Install => {
             let (pkg, _) = need_pkg()?;
             for a in pkg.applets()? {
+                let c = install_command(pkg, &a)?;
+                let body = install_body(&c.to_data().map_err(gp_err("INSTALL [for install]"))?)?;
+                sign(CMD_INSTALL, c.p1(), 0x00, body)?;
+            }
+        }
+        Authorise::Combined => {
+            let (pkg, _) = need_pkg()?;
+            let (_, _, input) = combined_parts(pkg, sd_aid)?;
+            sign(CMD_COMBINED, P1_COMBINED, P2_COMBINED_FINAL, input)?;
+            for a in pkg.applets()?.into_iter().skip(1) {
                 let c = install_command(pkg, &a)?;
                 let body = install_body(&c.to_data().map_err(gp_err("INSTALL [for install]"))?)?;
                 sign(CMD_INSTALL, c.p1(), 0x00, body)?;
@@ -678,9 +736,12 @@ pub struct ReceiptOutcome {
 /// The delegated commands for `pkg` through `sd_aid`, each with the token from `tokens` that covers it
 /// exactly. Called before the card is reached, so a missing token stops the run with nothing sent.
 pub struct DelegatedLoad {
-    /// INSTALL [for load] with its token.
+    /// INSTALL [for load] with its token (combined: the first command's data, no token).
     pub load: InstallForLoad,
-    /// INSTALL [for install and make selectable] per applet, with their tokens.
+    /// The combined process's final command (INSTALL [for install] data of the first applet) with the
+    /// combined token (GPC C.4.7), when the tokens file carries one.
+    pub combined: Option<InstallForInstall>,
+    /// INSTALL [for install and make selectable] per (further) applet, with their tokens.
     pub installs: Vec<InstallForInstall>,
 }
 
@@ -690,11 +751,42 @@ pub fn prepare_delegated(
     sd_aid: &[u8],
     tokens: &TokensFile,
 ) -> Result<DelegatedLoad, Error> {
+    if tokens.tokens.iter().any(|t| t.command == CMD_COMBINED) {
+        let (load, mut last, input) = combined_parts(pkg, sd_aid)?;
+        last.token = tokens.token_for(
+            CMD_COMBINED,
+            P1_COMBINED,
+            P2_COMBINED_FINAL,
+            &input,
+            "INSTALL [for load, install and make selectable]",
+        )?;
+        let installs = further_installs(pkg, tokens, 1)?;
+        return Ok(DelegatedLoad {
+            load,
+            combined: Some(last),
+            installs,
+        });
+    }
     let mut load = load_command(pkg, sd_aid)?;
     let load_body = install_body(&load.to_data().map_err(gp_err("INSTALL [for load]"))?)?;
     load.load_token = tokens.token_for(CMD_LOAD, 0x02, 0x00, &load_body, "INSTALL [for load]")?;
+    let installs = further_installs(pkg, tokens, 0)?;
+    Ok(DelegatedLoad {
+        load,
+        combined: None,
+        installs,
+    })
+}
+
+/// The INSTALL [for install and make selectable] of `pkg`'s applets after the first `skip`, each with
+/// its token.
+fn further_installs(
+    pkg: &Package,
+    tokens: &TokensFile,
+    skip: usize,
+) -> Result<Vec<InstallForInstall>, Error> {
     let mut installs = Vec::new();
-    for a in pkg.applets()? {
+    for a in pkg.applets()?.into_iter().skip(skip) {
         let mut c = install_command(pkg, &a)?;
         let body = install_body(&c.to_data().map_err(gp_err("INSTALL [for install]"))?)?;
         c.token = tokens.token_for(
@@ -709,7 +801,7 @@ pub fn prepare_delegated(
         )?;
         installs.push(c);
     }
-    Ok(DelegatedLoad { load, installs })
+    Ok(installs)
 }
 
 /// Checks one receipt against the fields it signs; says whether it was verified (an unverifiable receipt
@@ -727,7 +819,11 @@ pub fn load_and_install_delegated(
     kdd: &[u8; 10],
     receipt_check: &mut ReceiptCheck<'_>,
 ) -> Result<Vec<ReceiptOutcome>, Error> {
-    let DelegatedLoad { load, installs } = prepared;
+    let DelegatedLoad {
+        load,
+        combined,
+        installs,
+    } = prepared;
     let elf = pkg.load_file_aid()?;
     let mut out = Vec::new();
     let lfdb = match &pkg.manifest.cipher {
@@ -744,6 +840,43 @@ pub fn load_and_install_delegated(
     let bytes = file.to_bytes().map_err(gp_err("LOAD"))?;
     let blocks = split_into_load_blocks(&bytes, crate::gp::LOAD_BLOCK).map_err(gp_err("LOAD"))?;
     // Everything is ready (DAPs for this card included) before the first command goes out.
+    if let Some(last) = combined {
+        // GPC C.4.7 / §11.5: INSTALL [for load, install and make selectable], first command (no token),
+        // the LOADs (the card only checks the load file), the final command with the token; one receipt.
+        let mut first = load.to_apdu().map_err(gp_err("INSTALL [for load]"))?;
+        (first.p1, first.p2) = (P1_COMBINED, P2_COMBINED_FIRST);
+        ch.send_ok(
+            &first,
+            "INSTALL [for load, install and make selectable] first (delegated)",
+        )?;
+        for (n, block) in blocks.iter().enumerate() {
+            ch.send_ok(block, &format!("LOAD block {n}"))?;
+        }
+        let mut fin = last.to_apdu().map_err(gp_err("INSTALL [for install]"))?;
+        (fin.p1, fin.p2) = (P1_COMBINED, P2_COMBINED_FINAL);
+        let resp = ch.send_ok(
+            &fin,
+            "INSTALL [for load, install and make selectable] final (delegated)",
+        )?;
+        let c = parse_confirmation(&resp.data)?;
+        // Combined receipt (GPC C.5.6): load file, application, security domain.
+        let mut fields = Vec::new();
+        lv(&mut fields, &elf);
+        lv(&mut fields, &last.application_aid);
+        lv(&mut fields, sd_aid);
+        let verified = receipt_check(&c, &fields)?;
+        out.push(ReceiptOutcome {
+            what: format!(
+                "load+install {} {}",
+                hex::encode_upper(&elf),
+                hex::encode_upper(&last.application_aid)
+            ),
+            confirmation: c,
+            verified,
+        });
+        install_delegated(ch, &elf, installs, receipt_check, &mut out)?;
+        return Ok(out);
+    }
     ch.send_ok(
         &load.to_apdu().map_err(gp_err("INSTALL [for load]"))?,
         "INSTALL [for load] (delegated)",
@@ -762,6 +895,18 @@ pub fn load_and_install_delegated(
         confirmation: c,
         verified,
     });
+    install_delegated(ch, &elf, installs, receipt_check, &mut out)?;
+    Ok(out)
+}
+
+/// Sends the delegated INSTALL [for install and make selectable] commands and checks their receipts.
+fn install_delegated(
+    ch: &mut SecureChannel<'_>,
+    elf: &[u8],
+    installs: Vec<InstallForInstall>,
+    receipt_check: &mut ReceiptCheck<'_>,
+    out: &mut Vec<ReceiptOutcome>,
+) -> Result<(), Error> {
     for c in installs {
         let resp = ch.send_ok(
             &c.to_apdu().map_err(gp_err("INSTALL [for install]"))?,
@@ -769,7 +914,7 @@ pub fn load_and_install_delegated(
         )?;
         let conf = parse_confirmation(&resp.data)?;
         let mut fields = Vec::new();
-        lv(&mut fields, &elf);
+        lv(&mut fields, elf);
         lv(&mut fields, &c.application_aid);
         let verified = receipt_check(&conf, &fields)?;
         out.push(ReceiptOutcome {
@@ -778,7 +923,7 @@ pub fn load_and_install_delegated(
             verified,
         });
     }
-    Ok(out)
+    Ok(())
 }
 
 // ---- Command line ---------------------------------------------------------------------------------
@@ -849,6 +994,15 @@ pub enum TokenCommand {
         #[command(flatten)]
         args: IssueArgs,
     },
+    /// Authorise the combined load, install and make selectable process (INSTALL P1 0E, GPC C.4.7) of a
+    /// package's first applet through an SSD (install tokens for any further applets).
+    Combined {
+        /// The package.
+        package: PathBuf,
+        /// Security domain, key, output.
+        #[command(flatten)]
+        args: IssueArgs,
+    },
     /// Authorise deleting an application or load file through an SSD.
     Delete {
         /// AID of the application or load file to delete (hex).
@@ -893,7 +1047,8 @@ pub enum TokenCommand {
 /// Options `signer deploy` takes for a delegated load.
 #[derive(Args, Debug, Clone)]
 pub struct DelegatedArgs {
-    /// Load through the Delegated Management SSD named by --sd with these tokens (`signer token load`);
+    /// Load through the Delegated Management SSD named by --sd with these tokens (`signer token load`, or
+    /// `signer token combined` for the combined INSTALL [for load, install and make selectable]);
     /// --master and --scheme then name the SSD's (the vendor's) master, not the issuer's.
     #[arg(long, requires = "sd")]
     pub tokens: Option<PathBuf>,
@@ -988,6 +1143,7 @@ pub fn run(command: TokenCommand, dry: bool) -> Result<(), Error> {
             args,
         ),
         TokenCommand::Install { package, args } => (Some(package), Authorise::Install, args),
+        TokenCommand::Combined { package, args } => (Some(package), Authorise::Combined, args),
         TokenCommand::Delete { aid, related, args } => (
             None,
             Authorise::Delete {
@@ -1022,6 +1178,13 @@ pub fn run(command: TokenCommand, dry: bool) -> Result<(), Error> {
             }
             Authorise::Install => {
                 println!("would sign an INSTALL [for install and make selectable] token per applet")
+            }
+            Authorise::Combined => {
+                println!(
+                    "would sign the INSTALL [for load, install and make selectable] token for the package's \
+                     load file and first applet to SSD {} (and an install token per further applet)",
+                    hex::encode_upper(&sd_aid)
+                );
             }
             Authorise::Delete { aid, .. } => {
                 println!("would sign the DELETE token for {}", hex::encode_upper(aid))
@@ -1214,14 +1377,30 @@ pub fn deploy(
             "would connect to {card} and open SCP03 to SSD {} with keys derived from {master}",
             hex::encode_upper(&sd_aid)
         );
-        println!(
-            "would INSTALL [for load] {} naming SSD {} with its token from {}",
-            pkg.manifest.load_file_aid,
-            hex::encode_upper(&sd_aid),
-            tokens_path.display()
-        );
-        println!("would LOAD it with the DAPs made for the card's KDD and read the load receipt");
-        for a in &pkg.manifest.applets {
+        let skip = if prepared.combined.is_some() {
+            println!(
+                "would INSTALL [for load, install and make selectable] {} naming SSD {}: the first command, \
+                 LOAD with the DAPs made for the card's KDD, the final command for {} with the combined token \
+                 from {}, and read the combined receipt",
+                pkg.manifest.load_file_aid,
+                hex::encode_upper(&sd_aid),
+                pkg.manifest.applets.first().map_or("", String::as_str),
+                tokens_path.display()
+            );
+            1
+        } else {
+            println!(
+                "would INSTALL [for load] {} naming SSD {} with its token from {}",
+                pkg.manifest.load_file_aid,
+                hex::encode_upper(&sd_aid),
+                tokens_path.display()
+            );
+            println!(
+                "would LOAD it with the DAPs made for the card's KDD and read the load receipt"
+            );
+            0
+        };
+        for a in pkg.manifest.applets.iter().skip(skip) {
             println!("would INSTALL [for install and make selectable] {a} with its token and read the receipt");
         }
         match &receipt {
