@@ -18,8 +18,6 @@ use signer::diversify::derive_one;
 use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
-const SD_PACKAGE: &str = "A0000001515350";
-const SD_MODULE: &str = "A000000151535041";
 const PURSE_PACKAGE: &str = "F05055525345";
 const PURSE_MODULE: &str = "F0505552534501";
 const PURSE: &str = "F050555253450101";

@@ -16,8 +16,6 @@ use signer::sd;
 use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
-const SD_PACKAGE: &str = "A0000001515350";
-const SD_MODULE: &str = "A000000151535041";
 /// SSD privileges: Security Domain + DAP Verification (byte 1 `C0`), Ciphered Load File Data Block (byte 3 `40`).
 const SSD_PRIVILEGES: [u8; 3] = [0xC0, 0x00, 0x40];
 

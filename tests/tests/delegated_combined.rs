@@ -9,10 +9,7 @@
 mod common;
 
 use common::*;
-use gp_core::diversify::Scheme;
-use keyman::hsm::Usage;
 use postissue_tests::{fails, ok};
-use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
 const TOKEN_KEY: &str = "pkcs11:token=issuer;object=dm-token";
@@ -26,32 +23,12 @@ fn combined_token_loads_and_installs_in_one_process_and_binds_its_package() {
     let hsm = load_module(&w.hsm);
     let issuer = open_token(&hsm, "pkcs11:token=issuer");
     let vendor = open_token(&hsm, "pkcs11:token=vendor");
-    issuer
-        .generate_secret(&aes_spec(
-            "receipt-master",
-            0x71,
-            vec![Usage::Derive],
-            false,
-        ))
-        .unwrap();
-    vendor
-        .generate_secret(&aes_spec("ssd-kmc", 0x51, vec![Usage::Derive], false))
-        .unwrap();
+    make_dm_keys(&issuer, &vendor);
 
     // The issuer creates the SSD (Security Domain + Delegated Management) from the built-in SD package;
     // the vendor replaces its transport keys.
     let image = w.card("a", KDD_A);
-    {
-        let master = issuer.find_secret_key("isd-kmc").unwrap();
-        let mut t = SimTransport::open(std::path::Path::new(&image)).unwrap();
-        {
-            let (mut ch, _) =
-                signer::gp::open_issuer_channel(&mut t, &issuer, master, Scheme::Emv).unwrap();
-            let sd = install("A0000001515350", "A000000151535041", SSD, &[0xA0, 0, 0]);
-            ch.send_ok(&sd.to_apdu().unwrap(), "INSTALL SSD").unwrap();
-        }
-        replace_ssd_transport_keys(&mut t, &vendor, &h(SSD));
-    }
+    create_ssd_with_keys(&image, &issuer, &vendor, SSD, DM_PRIVILEGES);
     ok(w.hsm.tool("signer").args([
         "token",
         "put-keys",

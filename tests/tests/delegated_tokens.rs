@@ -10,38 +10,14 @@ mod common;
 
 use common::*;
 use gp_core::diversify::Scheme;
-use keyman::hsm::{TokenSession, Usage};
+use keyman::hsm::Usage;
 use postissue_tests::{fails, ok};
 use signer::transport::SimTransport;
 
 const SSD: &str = "A0000001515350410001";
-const SD_PACKAGE: &str = "A0000001515350";
-const SD_MODULE: &str = "A000000151535041";
-/// Security Domain + Delegated Management.
-const DM_PRIVILEGES: [u8; 3] = [0xA0, 0x00, 0x00];
 const TOKEN_KEY: &str = "pkcs11:token=issuer;object=dm-token";
 const RECEIPT_MASTER: &str = "pkcs11:token=issuer;object=receipt-master";
 const SSD_MASTER: &str = "pkcs11:token=vendor;object=ssd-kmc";
-
-/// The issuer creates the SSD with `privileges`; the vendor replaces its transport keys with the card's
-/// own SSD keys derived from `ssd-kmc` (scheme aes) as key set 01.
-pub fn create_ssd_with_keys(
-    image: &str,
-    issuer: &TokenSession<'_>,
-    vendor: &TokenSession<'_>,
-    privileges: [u8; 3],
-) {
-    let master = issuer.find_secret_key("isd-kmc").unwrap();
-    let mut t = SimTransport::open(std::path::Path::new(image)).unwrap();
-    {
-        let (mut ch, _) =
-            signer::gp::open_issuer_channel(&mut t, issuer, master, Scheme::Emv).unwrap();
-        let install = install(SD_PACKAGE, SD_MODULE, SSD, &privileges);
-        ch.send_ok(&install.to_apdu().unwrap(), "INSTALL SSD")
-            .unwrap();
-    }
-    replace_ssd_transport_keys(&mut t, vendor, &h(SSD));
-}
 
 #[test]
 fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
@@ -51,20 +27,10 @@ fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
     let hsm = load_module(&w.hsm);
     let issuer = open_token(&hsm, "pkcs11:token=issuer");
     let vendor = open_token(&hsm, "pkcs11:token=vendor");
-    issuer
-        .generate_secret(&aes_spec(
-            "receipt-master",
-            0x71,
-            vec![Usage::Derive],
-            false,
-        ))
-        .unwrap();
-    vendor
-        .generate_secret(&aes_spec("ssd-kmc", 0x51, vec![Usage::Derive], false))
-        .unwrap();
+    make_dm_keys(&issuer, &vendor);
 
     let image = w.card("a", KDD_A);
-    create_ssd_with_keys(&image, &issuer, &vendor, DM_PRIVILEGES);
+    create_ssd_with_keys(&image, &issuer, &vendor, SSD, DM_PRIVILEGES);
     let put = ok(w.hsm.tool("signer").args([
         "token",
         "put-keys",
@@ -254,7 +220,7 @@ fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
     // An RSA-2048 token key (PSS SHA-256 tokens) on a second card.
     w.hsm.keypair("issuer", "dm-token-rsa", "0702", "rsa:2048");
     let image_b = w.card("b", KDD_B);
-    create_ssd_with_keys(&image_b, &issuer, &vendor, DM_PRIVILEGES);
+    create_ssd_with_keys(&image_b, &issuer, &vendor, SSD, DM_PRIVILEGES);
     ok(w.hsm.tool("signer").args([
         "token",
         "put-keys",

@@ -295,3 +295,57 @@ pub fn install(
         make_selectable: true,
     }
 }
+
+/// The card's built-in security-domain load file and module, from which SSDs are installed.
+pub const SD_PACKAGE: &str = "A0000001515350";
+/// The security-domain module inside [`SD_PACKAGE`].
+pub const SD_MODULE: &str = "A000000151535041";
+/// Privileges of a Delegated Management SSD: Security Domain + Delegated Management.
+pub const DM_PRIVILEGES: [u8; 3] = [0xA0, 0x00, 0x00];
+
+/// The issuer creates the SSD `ssd` with `privileges`; the vendor replaces its transport keys with the
+/// card's own SSD keys derived from `ssd-kmc` (scheme aes) as key set 01.
+pub fn create_ssd_with_keys(
+    image: &str,
+    issuer: &keyman::hsm::TokenSession<'_>,
+    vendor: &keyman::hsm::TokenSession<'_>,
+    ssd: &str,
+    privileges: [u8; 3],
+) {
+    let master = issuer.find_secret_key("isd-kmc").unwrap();
+    let mut t = signer::transport::SimTransport::open(std::path::Path::new(image)).unwrap();
+    {
+        let (mut ch, _) = signer::gp::open_issuer_channel(
+            &mut t,
+            issuer,
+            master,
+            gp_core::diversify::Scheme::Emv,
+        )
+        .unwrap();
+        let install = install(SD_PACKAGE, SD_MODULE, ssd, &privileges);
+        ch.send_ok(&install.to_apdu().unwrap(), "INSTALL SSD")
+            .unwrap();
+    }
+    replace_ssd_transport_keys(&mut t, vendor, &h(ssd));
+}
+
+/// Delegated-management secret keys: the issuer's receipt master `receipt-master` in token `issuer` and
+/// the vendor's SSD master `ssd-kmc` in token `vendor` (the token signing key pair `dm-token` is made
+/// with `SoftHsm::keypair` before the module is loaded).
+pub fn make_dm_keys(
+    issuer: &keyman::hsm::TokenSession<'_>,
+    vendor: &keyman::hsm::TokenSession<'_>,
+) {
+    use keyman::hsm::Usage;
+    issuer
+        .generate_secret(&aes_spec(
+            "receipt-master",
+            0x71,
+            vec![Usage::Derive],
+            false,
+        ))
+        .unwrap();
+    vendor
+        .generate_secret(&aes_spec("ssd-kmc", 0x51, vec![Usage::Derive], false))
+        .unwrap();
+}
