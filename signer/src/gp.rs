@@ -153,7 +153,19 @@ pub fn open_issuer_channel<'t, 's, 'h>(
     master: KeyHandle,
     scheme: Scheme,
 ) -> Result<(SecureChannel<'t>, [u8; 10]), Error> {
-    channel::select(t, &ISD_AID)?;
+    open_domain_channel(t, token, &ISD_AID, master, scheme)
+}
+
+/// Opens SCP03 (C-MAC, C-DEC) to the security domain `aid` with the card's keys derived in the token
+/// from `master` and the KDD the card reports. Returns the channel and the KDD.
+pub fn open_domain_channel<'t>(
+    t: &'t mut dyn Transport,
+    token: &TokenSession<'_>,
+    aid: &[u8],
+    master: KeyHandle,
+    scheme: Scheme,
+) -> Result<(SecureChannel<'t>, [u8; 10]), Error> {
+    channel::select(t, aid)?;
     let (hc, iu) = channel::initialize_update(t, token, 0)?;
     let keys = derive_card_keys(
         token,

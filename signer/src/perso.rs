@@ -15,8 +15,9 @@
 use crate::channel::SecureChannel;
 use crate::diversify::derive_one;
 use crate::error::Error;
+use crate::gp::open_domain_channel;
 use crate::records::{self, Records};
-use crate::token::{open_domain_channel, parse_aid, TokenAccess};
+use crate::token::{parse_aid, TokenAccess};
 use crate::transport::{connect, CardRef};
 use clap::Subcommand;
 use gp_core::apdu::CommandApdu;

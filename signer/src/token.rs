@@ -16,9 +16,10 @@
 //! issuer's token from a receipt master and the card's KDD (role byte `71`), so one card's key reveals
 //! no other card's. Receipts are checked in the issuer's token with the same derivation.
 
-use crate::channel::{self, SecureChannel, StaticKeys, ISD_AID};
-use crate::diversify::{derive_card_keys, derive_one, role_derivation_data, Purpose};
+use crate::channel::{self, SecureChannel, ISD_AID};
+use crate::diversify::{derive_one, role_derivation_data};
 use crate::error::Error;
+use crate::gp::open_domain_channel;
 use crate::package::Package;
 use crate::records::{self, Records};
 use crate::transport::{connect, CardRef, Transport};
@@ -28,7 +29,6 @@ use gp_core::commands::{
     split_into_load_blocks, InstallForInstall, InstallForLoad, LfdbBlock, LoadFile,
 };
 use gp_core::diversify::{KeyRole, Scheme};
-use gp_core::scp03::SecurityLevel;
 use keyman::hsm::signing::{PrivateKey, PublicKey};
 use keyman::hsm::{Hsm, KeyHandle, SecretKeyType, TokenSession, TokenUri, Usage};
 use keyman::ledger::{EntryKind, Output};
@@ -568,34 +568,6 @@ pub fn lv(out: &mut Vec<u8>, v: &[u8]) {
 }
 
 // ---- Channels and card-side steps -----------------------------------------------------------------
-
-/// Opens SCP03 (C-MAC, C-DEC) to the security domain `aid` with the card's keys derived in the token
-/// from `master` and the KDD the card reports. Returns the channel and the KDD.
-pub fn open_domain_channel<'t>(
-    t: &'t mut dyn Transport,
-    token: &TokenSession<'_>,
-    aid: &[u8],
-    master: KeyHandle,
-    scheme: Scheme,
-) -> Result<(SecureChannel<'t>, [u8; 10]), Error> {
-    channel::select(t, aid)?;
-    let (hc, iu) = channel::initialize_update(t, token, 0)?;
-    let keys = derive_card_keys(
-        token,
-        master,
-        scheme,
-        &iu.kdd,
-        SecretKeyType::Aes128,
-        Purpose::Channel,
-    )?;
-    let statics = StaticKeys {
-        enc: keys.enc.handle(),
-        mac: keys.mac.handle(),
-        dek: keys.dek.handle(),
-    };
-    let ch = SecureChannel::authenticate(t, token, statics, hc, &iu, SecurityLevel::C_MAC_C_DEC)?;
-    Ok((ch, iu.kdd))
-}
 
 /// Sends a PUT KEY for a new single-key set `kvn` (key id 1), or replaces it when the card already has it.
 fn put_single_key(

@@ -51,8 +51,7 @@ fn setup(image: &str, issuer: &TokenSession<'_>, vendor: &TokenSession<'_>) {
     replace_ssd_transport_keys(&mut t, vendor, &h(SSD));
     let ssd_master = vendor.find_secret_key("ssd-kmc").unwrap();
     let (mut ch, kdd) =
-        signer::token::open_domain_channel(&mut t, vendor, &h(SSD), ssd_master, Scheme::Aes)
-            .unwrap();
+        signer::gp::open_domain_channel(&mut t, vendor, &h(SSD), ssd_master, Scheme::Aes).unwrap();
     let new_dek = derive_one(
         vendor,
         ssd_master,

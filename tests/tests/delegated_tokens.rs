@@ -137,7 +137,7 @@ fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
         let mut t = SimTransport::open(std::path::Path::new(&image)).unwrap();
         let m = vendor.find_secret_key("ssd-kmc").unwrap();
         let (mut ch, _) =
-            signer::token::open_domain_channel(&mut t, &vendor, &h(SSD), m, Scheme::Aes).unwrap();
+            signer::gp::open_domain_channel(&mut t, &vendor, &h(SSD), m, Scheme::Aes).unwrap();
         let cmd = signer::token::load_command(&pkg, &h(SSD))
             .unwrap()
             .to_apdu()

@@ -187,7 +187,7 @@ fn sd_put_keys_replaces_the_transport_key_set_from_the_command_line() {
     {
         let mut t = SimTransport::open(std::path::Path::new(&image)).unwrap();
         let (mut ch, kdd) =
-            signer::token::open_domain_channel(&mut t, &vendor, &h(SSD), ssd_master, Scheme::Aes)
+            signer::gp::open_domain_channel(&mut t, &vendor, &h(SSD), ssd_master, Scheme::Aes)
                 .unwrap();
         let dek = derive_one(
             &vendor,
