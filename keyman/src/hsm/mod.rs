@@ -662,7 +662,20 @@ impl<'h> TokenSession<'h> {
             }
             None => return Err(self.key_error("master key of unknown type".into())),
         };
-        let mut template = self.session_key_template(out, usages, wrap_out);
+        let template = self.session_key_template(out, usages, wrap_out);
+        self.derive_session_object(mechanism, master, data, template, Some(out))
+    }
+
+    /// `C_DeriveKey` with an `*_ECB_ENCRYPT_DATA` mechanism through the audited raw module, then finds the
+    /// new session object again by a random `CKA_ID` (cryptoki offers no way to wrap the raw handle).
+    pub(crate) fn derive_session_object<'s>(
+        &'s self,
+        mechanism: cryptoki_sys::CK_MECHANISM_TYPE,
+        master: KeyHandle,
+        data: &[u8],
+        mut template: Vec<Attribute>,
+        key_type: Option<SecretKeyType>,
+    ) -> Result<DerivedKey<'s, 'h>, Error> {
         let id = self.session.generate_random_vec(16)?;
         template.push(Attribute::Id(id.clone()));
         let raw = self.hsm.inner.raw()?;
@@ -688,12 +701,12 @@ impl<'h> TokenSession<'h> {
             session: self,
             key: KeyHandle {
                 handle: *handle,
-                key_type: Some(out),
+                key_type,
             },
         })
     }
 
-    fn session_key_template(
+    pub(crate) fn session_key_template(
         &self,
         out: SecretKeyType,
         usages: &[Usage],

@@ -7,7 +7,7 @@
 //! token cannot do something inside (SoftHSM2 has no SP 800-108 KDF, no retail-MAC mechanism) the function
 //! says so with [`Error::Unsupported`] instead of falling back to exporting a key.
 
-use super::{raw, DerivedKey, KeyHandle, SecretKeyType, TokenSession};
+use super::{raw, DerivedKey, KeyHandle, SecretKeyType, TokenSession, Usage};
 use crate::error::Error;
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
@@ -227,55 +227,23 @@ impl<'h> TokenSession<'h> {
         if !master.key_type.is_some_and(SecretKeyType::is_des) {
             return Err(self.key_error("a DES half needs a triple-DES master".into()));
         }
-        let id = self.session.generate_random_vec(16)?;
-        let template = vec![
-            Attribute::Class(ObjectClass::SECRET_KEY),
-            Attribute::KeyType(CkKeyType::DES2),
-            Attribute::Token(false),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Extractable(false),
-            Attribute::Encrypt(true),
-            Attribute::Decrypt(true),
-            Attribute::Sign(false),
-            Attribute::Verify(false),
-            Attribute::Wrap(false),
-            Attribute::Unwrap(false),
-            Attribute::Derive(false),
-            Attribute::Id(id.clone()),
-        ];
+        let template = self.session_key_template(
+            SecretKeyType::Des3TwoKey,
+            &[Usage::Encrypt, Usage::Decrypt],
+            false,
+        );
         let mut doubled = [0u8; 16];
         for (d, s) in doubled.iter_mut().zip(data8.iter().chain(data8.iter())) {
             *d = *s;
         }
-        let module = self.hsm.inner.raw()?;
-        module.derive_encrypt_data(
-            self.session.handle(),
+        let key = self.derive_session_object(
             raw::CKM_DES3_ECB_ENCRYPT_DATA,
-            master.handle.handle(),
+            master,
             &doubled,
-            &template,
+            template,
+            None,
         )?;
-        let found = self
-            .session
-            .find_objects(&[Attribute::Token(false), Attribute::Id(id)])?;
-        let [handle] = found.as_slice() else {
-            for h in found {
-                let _ = self.session.destroy_object(h);
-            }
-            return Err(Error::Token(
-                "the derived key could not be found again".into(),
-            ));
-        };
-        Ok(DesHalf {
-            key: DerivedKey {
-                session: self,
-                key: KeyHandle {
-                    handle: *handle,
-                    key_type: None,
-                },
-            },
-        })
+        Ok(DesHalf { key })
     }
 
     /// ISO/IEC 9797-1 MAC algorithm 3 (retail MAC, padding method 2, zero ICV) computed in the token
