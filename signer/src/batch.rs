@@ -397,19 +397,7 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
     match result {
         Ok((done, new)) => {
             let mut common = vec![output_record(&args.out)?];
-            if let Ok(info) = session.key_info(master) {
-                let kcv = session.kcv(master).ok();
-                common.push(keyman::ledger::Output::Key {
-                    label: label.clone(),
-                    id_hex: hex::encode(&info.id),
-                    key_type: master
-                        .key_type()
-                        .map_or("unknown", SecretKeyType::name)
-                        .into(),
-                    kcv_hex: kcv.map(|k| hex::encode(k.value)),
-                    kcv_method: kcv.map(|k| crate::dap::ledger_kcv_method(k.method)),
-                });
-            }
+            common.extend(crate::records::token_key_output(&session, master, &label));
             records.record(
                 EntryKind::Delivery,
                 "signer batch",
@@ -525,19 +513,7 @@ fn run_in_chunks(args: &BatchArgs, total: u64) -> Result<(), Error> {
         let session = hsm.open(&uri, &args.pin_source)?;
         let master = session.find_secret_key(&label)?;
         let mut common = vec![output_record(&args.out)?];
-        if let Ok(info) = session.key_info(master) {
-            let kcv = session.kcv(master).ok();
-            common.push(keyman::ledger::Output::Key {
-                label: label.clone(),
-                id_hex: hex::encode(&info.id),
-                key_type: master
-                    .key_type()
-                    .map_or("unknown", SecretKeyType::name)
-                    .into(),
-                kcv_hex: kcv.map(|k| hex::encode(k.value)),
-                kcv_method: kcv.map(|k| crate::dap::ledger_kcv_method(k.method)),
-            });
-        }
+        common.extend(crate::records::token_key_output(&session, master, &label));
         records.record(
             EntryKind::Delivery,
             "signer batch",

@@ -136,3 +136,26 @@ pub fn dap_output(sd_aid: &[u8], card: Option<&str>, dap: &[u8]) -> Output {
         dap_hex: hex::encode(dap),
     }
 }
+
+/// The ledger's record of a token key used (issuer master, vendor DAP master or cipher key): label, ID,
+/// type, KCV when the token can give one.
+pub fn token_key_output(
+    session: &keyman::hsm::TokenSession<'_>,
+    key: keyman::hsm::KeyHandle,
+    label: &str,
+) -> Vec<Output> {
+    let Ok(info) = session.key_info(key) else {
+        return Vec::new();
+    };
+    let kcv = session.kcv(key).ok();
+    vec![Output::Key {
+        label: label.to_string(),
+        id_hex: hex::encode(&info.id),
+        key_type: key
+            .key_type()
+            .map_or("unknown", keyman::hsm::SecretKeyType::name)
+            .into(),
+        kcv_hex: kcv.map(|k| hex::encode(k.value)),
+        kcv_method: kcv.map(|k| crate::dap::ledger_kcv_method(k.method)),
+    }]
+}

@@ -9,8 +9,8 @@ pub mod sd;
 
 use clap::Args;
 use gp_core::diversify::Scheme;
-use keyman::hsm::{KeyHandle, SecretKeyType, TokenSession, TokenUri};
-use keyman::ledger::{EntryKind, Output};
+use keyman::hsm::{KeyHandle, TokenSession, TokenUri};
+use keyman::ledger::EntryKind;
 use signer::records::{self, Records};
 use signer::token::{key_uri, TokenAccess};
 use signer::transport::CardRef;
@@ -50,22 +50,7 @@ pub fn with_master<T>(
     })
 }
 
-/// The ledger's record of a token key used (issuer master, vendor DAP master or cipher key): label, ID,
-/// type, KCV when the token can give one.
-pub fn token_key_output(session: &TokenSession<'_>, key: KeyHandle, label: &str) -> Vec<Output> {
-    let Ok(info) = session.key_info(key) else {
-        return Vec::new();
-    };
-    let kcv = session.kcv(key).ok();
-    vec![Output::Key {
-        label: label.to_string(),
-        id_hex: hex::encode(&info.id),
-        key_type: key.key_type().map_or("unknown", SecretKeyType::name).into(),
-        kcv_hex: kcv.map(|k| hex::encode(k.value)),
-        kcv_method: kcv.map(|k| signer::dap::ledger_kcv_method(k.method)),
-    }]
-}
-
+use signer::records::token_key_output;
 /// Appends the delivery record of `run`/`step` for the card with `kdd`, reached with the token key `key`.
 pub fn record_card_delivery(
     records: &mut Records,
