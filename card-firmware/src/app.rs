@@ -16,10 +16,9 @@ use zeroize::Zeroizing;
 
 use crate::aid::Aid;
 use crate::error::{refuse, Error, Result};
-use crate::keys::KeyType;
+use crate::keys::{Dek, KeyType};
 use crate::lifecycle::CardLifeCycle;
 use crate::privileges::Privileges;
-use crate::putkey::Dek;
 use crate::state::CardState;
 use crate::Sw;
 
@@ -68,11 +67,6 @@ pub trait Applet {
         cmd: &CommandApdu,
         services: &mut dyn DomainServices,
     ) -> Result<ResponseApdu>;
-}
-
-/// The built-in applet implementing `module`, if the card executes it.
-pub(crate) fn applet_for(module: &Aid) -> Option<crate::purse::PurseApplet> {
-    (module.as_bytes() == crate::state::PURSE_MODULE_AID).then_some(crate::purse::PurseApplet)
 }
 
 /// The card's implementation of [`DomainServices`] for one command: works on the next state.

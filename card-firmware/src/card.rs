@@ -11,13 +11,11 @@ use alloc::vec::Vec;
 
 use gp_core::apdu::{CommandApdu, ResponseApdu};
 
-use crate::aid::{Aid, ISD_AID};
 use crate::channel::Channel;
+use crate::commands::{self, external_authenticate, initialize_update};
 use crate::error::{Error, Result};
-use crate::isd::{self, Ctx};
-use crate::load::LoadSession;
+use crate::session::{Ctx, Transient};
 use crate::state::{CardState, FabSettings};
-use crate::status::StatusCursor;
 use crate::storage::{Journal, Storage};
 use crate::Sw;
 
@@ -32,48 +30,6 @@ pub fn atr() -> Vec<u8> {
     let tck = atr.iter().skip(1).fold(0u8, |a, b| a ^ b);
     atr.push(tck);
     atr
-}
-
-/// A personalisation session opened by INSTALL [for personalization].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Perso {
-    /// The application STORE DATA is forwarded to.
-    pub app: Aid,
-    /// The block number the next STORE DATA must carry.
-    pub next_block: u16,
-}
-
-/// RAM-only state; lost on power loss or reset.
-#[derive(Debug)]
-pub(crate) struct Transient {
-    /// The security domain selected on the basic logical channel (the ISD after power on).
-    pub selected: Aid,
-    pub channel: Channel,
-    pub load: Option<LoadSession>,
-    pub status: Option<StatusCursor>,
-    /// Response bytes not yet fetched with GET RESPONSE, and the status word that ends them.
-    pub pending: Option<(Vec<u8>, u16)>,
-    /// The personalisation session, if any.
-    pub perso: Option<Perso>,
-    /// The block number the ISD's own next STORE DATA must carry (GP 11.11.2.2).
-    pub store_next: u16,
-    /// How often a security domain's load file decryption service has run since the last reset.
-    pub lfdb_decryptions: u32,
-}
-
-impl Default for Transient {
-    fn default() -> Self {
-        Transient {
-            selected: ISD_AID,
-            channel: Channel::None,
-            load: None,
-            status: None,
-            pending: None,
-            perso: None,
-            store_next: 0,
-            lfdb_decryptions: 0,
-        }
-    }
 }
 
 /// A GlobalPlatform card over some storage.
@@ -249,7 +205,7 @@ impl<S: Storage> Card<S> {
             return ResponseApdu::status(Sw::CLA_NOT_SUPPORTED);
         }
         if cmd.ins == 0xA4 && cmd.cla & 0x80 == 0 {
-            return self.select(&cmd);
+            return crate::commands::select::select(&self.state, &mut self.ram, &cmd);
         }
         if cmd.ins == 0x70 && cmd.cla & 0x80 == 0 {
             // MANAGE CHANNEL: the OPEN answers it (GP 2.3.1 §6.3) and supports the basic
@@ -266,57 +222,6 @@ impl<S: Storage> Card<S> {
         }
     }
 
-    /// SELECT [by name] (GP 2.3.1 §11.9), handled by the OPEN.
-    fn select(&mut self, cmd: &CommandApdu) -> ResponseApdu {
-        if cmd.p1 != 0x04 || cmd.p2 & !0x02 != 0 {
-            return ResponseApdu::status(Sw::INCORRECT_P1P2);
-        }
-        if cmd.p2 & 0x02 != 0 {
-            // "Next occurrence" is not supported: every AID on the card is unique.
-            return ResponseApdu::status(Sw::FUNCTION_NOT_SUPPORTED);
-        }
-        let lc = self.state.life_cycle;
-        if lc == crate::lifecycle::CardLifeCycle::Terminated {
-            return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-        let wanted = cmd.data.as_slice();
-        let isd = wanted.is_empty() || ISD_AID.starts_with(wanted);
-        if isd {
-            // A new application session on the ISD: everything in RAM starts again.
-            self.ram = Transient::default();
-            return ResponseApdu::new(self.fci(&ISD_AID), Sw::NO_ERROR);
-        }
-        let registered = self
-            .state
-            .registry
-            .applications
-            .iter()
-            .find(|a| a.aid.starts_with(wanted));
-        let Some(app) = registered else {
-            return ResponseApdu::status(Sw::FILE_NOT_FOUND);
-        };
-        // A locked card selects only the final application (the ISD); a locked or merely
-        // INSTALLED application is not selectable.
-        if lc == crate::lifecycle::CardLifeCycle::CardLocked || !app.life_cycle.is_selectable() {
-            return ResponseApdu::status(Sw::FILE_NOT_FOUND);
-        }
-        if app.domain.is_some() {
-            let aid = app.aid;
-            self.ram = Transient::default();
-            self.ram.selected = aid;
-            return ResponseApdu::new(self.fci(&aid), Sw::NO_ERROR);
-        }
-        if crate::app::applet_for(&app.module).is_some() {
-            let aid = app.aid;
-            self.ram = Transient::default();
-            self.ram.selected = aid;
-            return ResponseApdu::new(self.fci(&aid), Sw::NO_ERROR);
-        }
-        // The card does not execute loaded code: the selection fails and the current selection
-        // stays (ISO 7816-4), as a Java Card answers when an applet refuses selection.
-        ResponseApdu::status(Sw(0x6999))
-    }
-
     /// A command for the selected built-in application, with its SD's services; committed like
     /// every other command.
     fn application_command(&mut self, cmd: &CommandApdu) -> ResponseApdu {
@@ -328,7 +233,7 @@ impl<S: Storage> Card<S> {
         let Some(app) = next.registry.application(&aid) else {
             return ResponseApdu::status(Sw::CONDITIONS_NOT_SATISFIED);
         };
-        let Some(applet) = crate::app::applet_for(&app.module) else {
+        let Some(applet) = crate::applets::applet_for(&app.module) else {
             return ResponseApdu::status(Sw::INS_NOT_SUPPORTED);
         };
         if app.life_cycle.is_locked() || !next.life_cycle.allows_content_change() {
@@ -366,20 +271,6 @@ impl<S: Storage> Card<S> {
         }
     }
 
-    /// A security domain's FCI: `6F { 84 AID, A5 { 9F65 maximum command data length } }`.
-    fn fci(&self, aid: &Aid) -> Vec<u8> {
-        use gp_core::tlv::write_tlv;
-        let mut a5 = Vec::new();
-        // 9F65: maximum length of data field in a command message.
-        write_tlv(&mut a5, 0x9F65, &[0xFF]);
-        let mut inner = Vec::new();
-        write_tlv(&mut inner, 0x84, aid.as_bytes());
-        write_tlv(&mut inner, 0xA5, &a5);
-        let mut out = Vec::new();
-        write_tlv(&mut out, 0x6F, &inner);
-        out
-    }
-
     fn initialize_update(&mut self, cmd: &CommandApdu) -> ResponseApdu {
         self.ram.load = None;
         self.ram.status = None;
@@ -387,7 +278,7 @@ impl<S: Storage> Card<S> {
         let mut next = self.state.clone();
         let mut channel = Channel::None;
         let sd = self.ram.selected;
-        let resp = match isd::initialize_update(&mut next, &mut channel, cmd, &sd) {
+        let resp = match initialize_update::initialize_update(&mut next, &mut channel, cmd, &sd) {
             Ok(resp) => resp,
             Err(e) => {
                 self.ram.channel = Channel::None;
@@ -415,9 +306,7 @@ impl<S: Storage> Card<S> {
         // so cutting power during the check cannot buy unlimited guesses.
         let sd = self.ram.selected;
         let mut next = self.state.clone();
-        if let Some(domain) = next.domain_mut(&sd) {
-            domain.failed_auth = domain.failed_auth.saturating_add(1);
-        }
+        external_authenticate::count_attempt(&mut next, &sd);
         if let Err(e) = self.commit(next) {
             self.ram.channel = Channel::None;
             return ResponseApdu::status(e.sw());
@@ -427,14 +316,7 @@ impl<S: Storage> Card<S> {
                 // Step 2: success clears the count; SCP02 counts the opened session
                 // (GPC E.1.2: the counter moves when the first C-MAC verifies).
                 let mut next = self.state.clone();
-                if let Some(domain) = next.domain_mut(&sd) {
-                    domain.failed_auth = 0;
-                    if auth.scp == 0x02 {
-                        if let Some(set) = domain.set_mut(auth.kvn) {
-                            set.sequence_counter = set.sequence_counter.saturating_add(1);
-                        }
-                    }
-                }
+                external_authenticate::authenticated(&mut next, &sd, auth);
                 if let Err(e) = self.commit(next) {
                     self.ram.channel = Channel::None;
                     return ResponseApdu::status(e.sw());
@@ -463,7 +345,7 @@ impl<S: Storage> Card<S> {
                 auth,
                 sd,
             };
-            isd::handle(&mut ctx, &plain)
+            commands::handle(&mut ctx, &plain)
         };
         let resp = match result {
             Ok(resp) => {

@@ -16,7 +16,6 @@ use gp_core::tlv::{write_len, TlvReader};
 
 use crate::aid::{Aid, ISD_AID};
 use crate::error::{refuse, Error, Result};
-use crate::isd::Ctx;
 use crate::keys::{Key, KeyType};
 use crate::privileges::Privileges;
 use crate::state::CardState;
@@ -48,15 +47,14 @@ impl Authority {
     }
 }
 
-/// The selected security domain's card content management authority; `6985` for an SSD with
-/// neither Authorized nor Delegated Management.
-pub(crate) fn authority(ctx: &Ctx<'_>) -> Result<Authority> {
-    if ctx.sd == ISD_AID {
+/// Security domain `sd`'s card content management authority; `6985` for an SSD with neither
+/// Authorized nor Delegated Management.
+pub(crate) fn authority(state: &CardState, sd: &Aid) -> Result<Authority> {
+    if *sd == ISD_AID {
         return Ok(Authority::Issuer);
     }
-    let p = ctx
-        .state
-        .privileges(&ctx.sd)
+    let p = state
+        .privileges(sd)
         .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
     if p.has(Privileges::AUTHORIZED_MANAGEMENT) {
         Ok(Authority::Authorized)
@@ -113,10 +111,10 @@ pub(crate) fn verify_token(state: &CardState, input: &[u8], token: &[u8]) -> Res
         }
         KeyType::RsaPublic => {
             let (n, e) = key.rsa_parts().ok_or_else(|| bad(()))?;
-            crate::load::verify_rsa(n, e, HashAlg::Sha256, input, token).map_err(|_| bad(()))
+            crate::signatures::verify_rsa(n, e, HashAlg::Sha256, input, token).map_err(|_| bad(()))
         }
         KeyType::EcP256Public => {
-            crate::load::verify_ecdsa(key.value(), input, token).map_err(|_| bad(()))
+            crate::signatures::verify_ecdsa(key.value(), input, token).map_err(|_| bad(()))
         }
     }
 }

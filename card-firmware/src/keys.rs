@@ -10,8 +10,12 @@ use core::fmt;
 
 use zeroize::Zeroizing;
 
+use gp_core::keys::{AesKey, Des3Key};
+use gp_core::{scp02, scp03};
+
 use crate::codec::{decode_list, encode_list, Persist, Reader, Writer};
 use crate::error::{Error, Result};
+use crate::Sw;
 
 /// Key types the card stores (GP 2.3.1 §11.1.8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -337,5 +341,39 @@ impl Persist for DomainKeys {
             auth_limit: r.u8()?,
             sets: decode_list(r)?,
         })
+    }
+}
+
+/// The key that protects key data (and other sensitive data) in a secure channel session.
+pub(crate) enum Dek {
+    /// SCP03: the static Key-DEK of the authenticating key set.
+    Aes(AesKey),
+    /// SCP02: the session S-DEK.
+    Des(Des3Key),
+}
+
+impl Dek {
+    /// The SCP03 static DEK `key`.
+    pub(crate) fn aes(key: &Key) -> Result<Dek> {
+        AesKey::from_slice(key.value())
+            .map(Dek::Aes)
+            .map_err(|_| Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))
+    }
+
+    /// The cipher's block size: padding and clear-length rules depend on it.
+    pub(crate) fn block(&self) -> usize {
+        match self {
+            Dek::Aes(_) => 16,
+            Dek::Des(_) => 8,
+        }
+    }
+
+    /// Decrypt whole blocks (no padding is removed).
+    pub(crate) fn decrypt(&self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let bad = Error::Refused(Sw::INCORRECT_DATA);
+        match self {
+            Dek::Aes(k) => scp03::decrypt_key_data(k, data).map_err(|_| bad),
+            Dek::Des(k) => scp02::decrypt_key_data(k, data).map_err(|_| bad),
+        }
     }
 }

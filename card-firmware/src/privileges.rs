@@ -53,6 +53,23 @@ impl Privileges {
     /// Lock, Global Registry, Final Application, Global Service, Receipt Generation.
     pub const ISD: Privileges = Privileges([0x9E, 0xFE, 0x80]);
 
+    /// Privileges a supplementary security domain may be given on this card: Security Domain,
+    /// DAP Verification, Delegated Management, Card Lock, Card Terminate, Mandated DAP
+    /// Verification; Authorized Management; Ciphered Load File Data Block. (Token Management and
+    /// Receipt Generation stay with the ISD.)
+    pub const SSD_GRANTABLE: Privileges = Privileges([0xF9, 0x40, 0x40]);
+    /// Privileges an application may be given on this card: Card Lock, Card Terminate, Card
+    /// Reset, CVM Management.
+    pub const APP_GRANTABLE: Privileges = Privileges([0x1E, 0x00, 0x00]);
+
+    /// Whether every privilege bit set here is also set in `allowed`.
+    pub fn within(self, allowed: Privileges) -> bool {
+        self.0
+            .iter()
+            .zip(allowed.0.iter())
+            .all(|(p, a)| p & !a == 0)
+    }
+
     /// Parse the 1- or 3-byte coding INSTALL uses (one byte means bytes 2 and 3 are zero).
     pub fn from_install(bytes: &[u8]) -> Option<Privileges> {
         match bytes {

@@ -14,13 +14,12 @@ use gp_core::commands::put_key::{
     KeyData, PutKey, KEY_TYPE_AES, KEY_TYPE_DES, KEY_TYPE_EC_PUBLIC, KEY_TYPE_PARAMETER_REFERENCE,
     KEY_TYPE_RSA_MODULUS, KEY_TYPE_RSA_PUBLIC_EXPONENT,
 };
+use gp_core::kcv;
 use gp_core::keys::{AesKey, Des3Key};
-use gp_core::{kcv, scp02, scp03};
-use zeroize::Zeroizing;
 
 use crate::error::{refuse, Error, Result};
-use crate::isd::{ok, Ctx};
-use crate::keys::{Key, KeySet, KeyType};
+use crate::keys::{Dek, Key, KeySet, KeyType};
+use crate::session::{ok, Ctx};
 use crate::Sw;
 
 /// Most key sets a domain holds.
@@ -28,30 +27,6 @@ const MAX_KEY_SETS: usize = 8;
 
 fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
-}
-
-/// The key that protects key data (and other sensitive data) in this session.
-pub(crate) enum Dek {
-    /// SCP03: the static Key-DEK of the authenticating key set.
-    Aes(AesKey),
-    /// SCP02: the session S-DEK.
-    Des(Des3Key),
-}
-
-impl Dek {
-    fn block(&self) -> usize {
-        match self {
-            Dek::Aes(_) => 16,
-            Dek::Des(_) => 8,
-        }
-    }
-    /// Decrypt whole blocks (no padding is removed).
-    pub(crate) fn decrypt(&self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        match self {
-            Dek::Aes(k) => scp03::decrypt_key_data(k, data).map_err(|_| bad()),
-            Dek::Des(k) => scp02::decrypt_key_data(k, data).map_err(|_| bad()),
-        }
-    }
 }
 
 fn key_check_value(key_type: KeyType, value: &[u8]) -> Result<[u8; 3]> {
@@ -118,29 +93,6 @@ fn open_key(data: &KeyData, id: u8, dek: &Dek) -> Result<(Key, Option<[u8; 3]>)>
     Ok((key, Some(kcv)))
 }
 
-/// The data encryption key of the open session: the static DEK (key id 3) of the SCP03 key set
-/// that authenticated, or the SCP02 session DEK.
-pub(crate) fn session_dek(ctx: &Ctx<'_>) -> Result<Dek> {
-    let auth = ctx.require_auth()?;
-    if auth.scp == 0x02 {
-        return ctx
-            .ram
-            .channel
-            .scp02_session_dek()
-            .map(Dek::Des)
-            .ok_or(Error::Refused(Sw::SECURITY_STATUS_NOT_SATISFIED));
-    }
-    let key = ctx
-        .state
-        .domain(&ctx.sd)
-        .and_then(|d| d.set(auth.kvn))
-        .and_then(|set| set.key(3))
-        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-    AesKey::from_slice(key.value())
-        .map(Dek::Aes)
-        .map_err(|_| Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))
-}
-
 /// PUT KEY.
 pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     ctx.require_auth()?;
@@ -154,7 +106,7 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
     if first_id == 0 {
         return refuse(Sw::INCORRECT_P1P2);
     }
-    let dek = session_dek(ctx)?;
+    let dek = ctx.session_dek()?;
     let request = PutKey::parse(&cmd.data).map_err(|_| bad())?;
     let new_kvn = request.new_kvn;
     if !(0x01..=0x7F).contains(&new_kvn) || (request.keys.len() > 1 && !multiple) {
@@ -221,43 +173,4 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
         set.sequence_counter = 0;
     }
     ok(response)
-}
-
-/// DELETE [key] (GP 2.3.1 §11.2.2.3.2): keys of the selected domain by key identifier (`D0`) and
-/// key version number (`D2`): both name one key, `D2` alone a whole key set, `D0` alone that key
-/// in every set. Emptied key sets disappear. The domain must keep a complete secure channel key
-/// set (ENC, MAC and DEK of its protocol), else `6985`; nothing matching: `6A88`.
-pub(crate) fn delete_keys(
-    ctx: &mut Ctx<'_>,
-    key_id: Option<u8>,
-    kvn: Option<u8>,
-) -> Result<ResponseApdu> {
-    let sd = ctx.sd;
-    let domain = ctx
-        .state
-        .domain_mut(&sd)
-        .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
-    let mut deleted = 0usize;
-    for set in domain.sets.iter_mut() {
-        if kvn.is_some_and(|v| v != set.kvn) {
-            continue;
-        }
-        let before = set.keys.len();
-        set.keys.retain(|k| key_id.is_some_and(|id| id != k.id));
-        deleted = deleted.saturating_add(before.saturating_sub(set.keys.len()));
-    }
-    if deleted == 0 {
-        return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
-    }
-    domain.sets.retain(|s| !s.keys.is_empty());
-    let key_type = domain.scp.key_type();
-    let usable = domain
-        .sets
-        .iter()
-        .any(|s| (1..=3u8).all(|id| s.key(id).is_some_and(|k| k.key_type == key_type)));
-    if !usable {
-        // The domain would lock itself out of every secure channel.
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    ok(alloc::vec![0x00])
 }

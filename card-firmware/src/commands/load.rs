@@ -1,4 +1,4 @@
-//! INSTALL [for load] and LOAD (GP 2.3.1 §11.5.2.3.1, §11.6, Appendix C.2).
+//! LOAD (GP 2.3.1 §11.6, Appendix C.2), after INSTALL [for load] (in [`crate::commands::install`]).
 //!
 //! The load session lives in RAM: blocks must arrive in order (P2 = block number, P1 `80` on the
 //! last); nothing is written until the last block has been checked, so a refused, interrupted or
@@ -23,156 +23,22 @@ use zeroize::Zeroizing;
 use gp_core::dap::{self, HashAlg, SymmetricKeyKind};
 use gp_core::keys::{AesKey, Des3Key};
 
-use crate::aid::{Aid, ISD_AID};
+use crate::aid::Aid;
 use crate::cap;
 use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
-use crate::isd::{ok, Ctx};
 use crate::keys::{Key, KeyType, DAP_KVN, LFDB_KVN};
 use crate::privileges::Privileges;
 use crate::registry::LoadFile;
+use crate::session::{ok, Ctx, LoadSession};
 use crate::state::CardState;
 use crate::Sw;
 
 /// Largest load file the card accepts (it is buffered in RAM until the last block).
 pub const MAX_LOAD_FILE: usize = 64 * 1024;
 
-/// An accepted INSTALL [for load] and the blocks received since.
-#[derive(Debug, Clone)]
-pub(crate) struct LoadSession {
-    pub load_file_aid: Aid,
-    pub sd_aid: Aid,
-    pub lfdb_hash: Vec<u8>,
-    pub next_block: u16,
-    pub data: Vec<u8>,
-    /// Who loads: the ISD, or an SSD with Authorized or Delegated Management.
-    pub authority: Authority,
-    /// The token identifier (`B6 { 93 }` in the load parameters), for the receipt.
-    pub token_id: Option<Vec<u8>>,
-    /// The combined [for load, install and make selectable] process: the first command's token
-    /// input (the final INSTALL's token signs it too).
-    pub combined: Option<Vec<u8>>,
-    /// Combined process: the checked load file, waiting for the final INSTALL to enter the
-    /// registry together with its application.
-    pub completed: Option<LoadFile>,
-}
-
 fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
-}
-
-/// Reads the LV fields of INSTALL data.
-pub(crate) struct Lv<'a>(pub &'a [u8]);
-
-impl<'a> Lv<'a> {
-    /// A field with a one-byte length.
-    pub fn short(&mut self) -> Result<&'a [u8]> {
-        let (&n, rest) = self.0.split_first().ok_or_else(bad)?;
-        let (v, rest) = rest.split_at_checked(usize::from(n)).ok_or_else(bad)?;
-        self.0 = rest;
-        Ok(v)
-    }
-    /// A field with a BER length (`81 xx`, `82 xx xx`; GP also allows 128 as a lone `80`).
-    pub fn ber(&mut self) -> Result<&'a [u8]> {
-        let (n, rest) = match self.0.split_first() {
-            Some((0x80, rest)) => (0x80, rest),
-            _ => gp_core::tlv::read_len(self.0).map_err(|_| bad())?,
-        };
-        let (v, rest) = rest.split_at_checked(n).ok_or_else(bad)?;
-        self.0 = rest;
-        Ok(v)
-    }
-    /// All bytes consumed.
-    pub fn end(self) -> Result<()> {
-        if self.0.is_empty() {
-            Ok(())
-        } else {
-            refuse(Sw::INCORRECT_DATA)
-        }
-    }
-}
-
-/// INSTALL [for load] (P1 `02`), or the first INSTALL [for load, install and make selectable]
-/// (P1 `0E`, P2 `01`) when `combined`.
-pub(crate) fn install_for_load(
-    ctx: &mut Ctx<'_>,
-    cmd: &CommandApdu,
-    combined: bool,
-) -> Result<ResponseApdu> {
-    ctx.ram.load = None;
-    let authority = dm::authority(ctx)?;
-    let mut lv = Lv(&cmd.data);
-    let elf = Aid::new(lv.short()?).ok_or_else(bad)?;
-    let sd = lv.short()?;
-    let hash = lv.short()?;
-    let params = lv.ber()?;
-    // What a token signs: everything before the token's length field.
-    let body = cmd
-        .data
-        .get(..cmd.data.len().saturating_sub(lv.0.len()))
-        .unwrap_or_default();
-    let token = lv.ber()?;
-    lv.end()?;
-    // The new load file belongs to the loading domain unless the ISD names another.
-    let sd_aid = if sd.is_empty() {
-        ctx.sd
-    } else {
-        Aid::new(sd).ok_or_else(bad)?
-    };
-    if !authority.is_issuer() && sd_aid != ctx.sd {
-        // An SSD loads for itself only.
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    if sd_aid != ISD_AID {
-        let sd = ctx
-            .state
-            .registry
-            .application(&sd_aid)
-            .filter(|a| a.domain.is_some())
-            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-        if sd.life_cycle.is_locked() {
-            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-    }
-    if !matches!(hash.len(), 0 | 20 | 32 | 48 | 64) {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    // GP C.2: DAP blocks, ciphered load files and delegated loads need the hash.
-    let needs_hash = !dap_authorities(ctx.state, &sd_aid).is_empty()
-        || ciphered_required(ctx.state, &sd_aid)
-        || authority == Authority::Delegated;
-    if needs_hash && hash.is_empty() {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    if !params.is_empty() {
-        // Load parameters must at least be well-formed TLV.
-        for t in TlvReader::new(params) {
-            t.map_err(|_| bad())?;
-        }
-    }
-    if ctx.state.registry.aid_in_use(&elf) || elf == ISD_AID {
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    let input = dm::token_input(cmd.p1, cmd.p2, body);
-    if authority == Authority::Delegated && !combined {
-        // GP 11.5.2.3.1: the load token is mandatory for delegated management (the combined
-        // process carries its token in the final INSTALL).
-        dm::verify_token(ctx.state, &input, token)?;
-    } else if !token.is_empty() {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    ctx.ram.load = Some(LoadSession {
-        load_file_aid: elf,
-        sd_aid,
-        lfdb_hash: hash.to_vec(),
-        next_block: 0,
-        data: Vec::new(),
-        authority,
-        token_id: dm::token_identifier(params),
-        combined: combined.then_some(input),
-        completed: None,
-    });
-    ok(alloc::vec![0x00])
 }
 
 /// LOAD: one block.
@@ -231,7 +97,7 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
 /// Security domains whose DAP must verify before a load associated with `sd` completes: `sd`
 /// itself when it has DAP Verification (or Mandated DAP Verification), and every SD with
 /// Mandated DAP Verification (GP 2.3.1 §9.2.1, C.3).
-fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
+pub(crate) fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
     let mut out = Vec::new();
     for app in &state.registry.applications {
         if app.domain.is_none() {
@@ -248,7 +114,7 @@ fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
 }
 
 /// Whether loads associated with `sd` must arrive ciphered (GP 2.3.1 §11.6.2.3).
-fn ciphered_required(state: &CardState, sd: &Aid) -> bool {
+pub(crate) fn ciphered_required(state: &CardState, sd: &Aid) -> bool {
     state
         .privileges(sd)
         .is_some_and(|p| p.has(Privileges::CIPHERED_LOAD_FILE_DATA_BLOCK))
@@ -281,61 +147,16 @@ fn verify_dap(state: &CardState, sd: &Aid, hash: &[u8], signature: &[u8]) -> Res
         }
         KeyType::RsaPublic => {
             let (n, e) = key.rsa_parts().ok_or_else(bad)?;
-            verify_rsa(n, e, alg, hash, signature)
+            crate::signatures::verify_rsa(n, e, alg, hash, signature)
         }
         KeyType::EcP256Public => {
             if alg == HashAlg::Sha1 {
                 return refuse(Sw::INCORRECT_DATA);
             }
-            verify_ecdsa(key.value(), hash, signature)
+            crate::signatures::verify_ecdsa(key.value(), hash, signature)
         }
     };
     verified.map_err(|e| Error::Refused(e.sw()))
-}
-
-#[cfg(feature = "asymmetric-dap")]
-pub(crate) fn verify_rsa(
-    n: &[u8],
-    e: &[u8],
-    alg: HashAlg,
-    hash: &[u8],
-    signature: &[u8],
-) -> core::result::Result<(), dap::DapError> {
-    // GP B.3.2: keys beyond 1024 bits sign with SHA-256, so SHA-1 hashes are too weak for them.
-    if n.len() > 128 && alg == HashAlg::Sha1 {
-        return Err(dap::DapError::Malformed);
-    }
-    dap::verify_dap_rsa(n, e, hash, signature)
-}
-
-#[cfg(feature = "asymmetric-dap")]
-pub(crate) fn verify_ecdsa(
-    point: &[u8],
-    hash: &[u8],
-    signature: &[u8],
-) -> core::result::Result<(), dap::DapError> {
-    dap::verify_dap_ecdsa_p256(point, hash, signature)
-}
-
-// Without the `asymmetric-dap` feature public DAP keys can be stored but never verify.
-#[cfg(not(feature = "asymmetric-dap"))]
-pub(crate) fn verify_rsa(
-    _: &[u8],
-    _: &[u8],
-    _: HashAlg,
-    _: &[u8],
-    _: &[u8],
-) -> core::result::Result<(), dap::DapError> {
-    Err(dap::DapError::BadSignature)
-}
-
-#[cfg(not(feature = "asymmetric-dap"))]
-pub(crate) fn verify_ecdsa(
-    _: &[u8],
-    _: &[u8],
-    _: &[u8],
-) -> core::result::Result<(), dap::DapError> {
-    Err(dap::DapError::BadSignature)
 }
 
 /// The SD's load file decryption service (GP C.6): CBC under its key, ICV from `D3`. Returns the
@@ -538,10 +359,11 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::card::Transient;
     use crate::keys::{KeySet, ScpConfig};
     use crate::lifecycle::AppLifeCycle;
     use crate::registry::Application;
+    use crate::aid::ISD_AID;
+    use crate::session::Transient;
     use crate::state::FabSettings;
 
     const SSD: [u8; 8] = [0xA0, 0, 0, 0x01, 0x51, 0x53, 0x50, 0x09];

@@ -1,9 +1,10 @@
-//! INSTALL (GP 2.3.1 §11.5) other than [for load], and DELETE (§11.2).
+//! INSTALL (GP 2.3.1 §11.5): every variant.
 //!
+//! [for load] opens the load session LOAD continues ([`crate::commands::load`]);
 //! [for install] creates an application from a module of a registered load file (INSTALLED, or
 //! SELECTABLE with [for make selectable] combined); [for make selectable] moves an INSTALLED
-//! application on. DELETE removes an application, or a load file (with its applications when P2
-//! b8 asks for related objects).
+//! application on; [for personalization], [for extradition] and [for registry update] act on an
+//! application's association and privileges.
 
 use alloc::vec::Vec;
 
@@ -11,14 +12,14 @@ use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::tlv::TlvReader;
 
 use crate::aid::{Aid, ISD_AID};
+use crate::commands::load::{ciphered_required, dap_authorities};
 use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
-use crate::isd::{ok, Ctx};
 use crate::keys::{DomainKeys, Key, KeySet, ScpConfig};
 use crate::lifecycle::AppLifeCycle;
-use crate::load::{install_for_load, Lv};
 use crate::privileges::Privileges;
 use crate::registry::Application;
+use crate::session::{ok, Ctx, LoadSession};
 use crate::state::{SD_MODULE_AID, SD_PACKAGE_AID};
 use crate::Sw;
 
@@ -69,17 +70,118 @@ pub(crate) fn install(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
     }
 }
 
-/// Privileges a supplementary security domain may be given here: Security Domain, DAP
-/// Verification, Delegated Management, Card Lock, Card Terminate, Mandated DAP Verification;
-/// Authorized Management; Ciphered Load File Data Block. (Token Management and Receipt
-/// Generation stay with the ISD.)
-pub(crate) const SSD_PRIVILEGES: [u8; 3] = [0xF9, 0x40, 0x40];
-/// Privileges an application may be given here: Card Lock, Card Terminate, Card Reset, CVM
-/// Management.
-pub(crate) const APP_PRIVILEGES: [u8; 3] = [0x1E, 0x00, 0x00];
+/// Reads the LV fields of INSTALL data.
+pub(crate) struct Lv<'a>(pub &'a [u8]);
 
-fn within(p: Privileges, allowed: [u8; 3]) -> bool {
-    p.0.iter().zip(allowed.iter()).all(|(p, a)| p & !a == 0)
+impl<'a> Lv<'a> {
+    /// A field with a one-byte length.
+    pub fn short(&mut self) -> Result<&'a [u8]> {
+        let (&n, rest) = self.0.split_first().ok_or_else(bad)?;
+        let (v, rest) = rest.split_at_checked(usize::from(n)).ok_or_else(bad)?;
+        self.0 = rest;
+        Ok(v)
+    }
+    /// A field with a BER length (`81 xx`, `82 xx xx`; GP also allows 128 as a lone `80`).
+    pub fn ber(&mut self) -> Result<&'a [u8]> {
+        let (n, rest) = match self.0.split_first() {
+            Some((0x80, rest)) => (0x80, rest),
+            _ => gp_core::tlv::read_len(self.0).map_err(|_| bad())?,
+        };
+        let (v, rest) = rest.split_at_checked(n).ok_or_else(bad)?;
+        self.0 = rest;
+        Ok(v)
+    }
+    /// All bytes consumed.
+    pub fn end(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            refuse(Sw::INCORRECT_DATA)
+        }
+    }
+}
+
+/// INSTALL [for load] (P1 `02`), or the first INSTALL [for load, install and make selectable]
+/// (P1 `0E`, P2 `01`) when `combined`.
+pub(crate) fn install_for_load(
+    ctx: &mut Ctx<'_>,
+    cmd: &CommandApdu,
+    combined: bool,
+) -> Result<ResponseApdu> {
+    ctx.ram.load = None;
+    let authority = dm::authority(ctx.state, &ctx.sd)?;
+    let mut lv = Lv(&cmd.data);
+    let elf = Aid::new(lv.short()?).ok_or_else(bad)?;
+    let sd = lv.short()?;
+    let hash = lv.short()?;
+    let params = lv.ber()?;
+    // What a token signs: everything before the token's length field.
+    let body = cmd
+        .data
+        .get(..cmd.data.len().saturating_sub(lv.0.len()))
+        .unwrap_or_default();
+    let token = lv.ber()?;
+    lv.end()?;
+    // The new load file belongs to the loading domain unless the ISD names another.
+    let sd_aid = if sd.is_empty() {
+        ctx.sd
+    } else {
+        Aid::new(sd).ok_or_else(bad)?
+    };
+    if !authority.is_issuer() && sd_aid != ctx.sd {
+        // An SSD loads for itself only.
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    if sd_aid != ISD_AID {
+        let sd = ctx
+            .state
+            .registry
+            .application(&sd_aid)
+            .filter(|a| a.domain.is_some())
+            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+        if sd.life_cycle.is_locked() {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+    }
+    if !matches!(hash.len(), 0 | 20 | 32 | 48 | 64) {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    // GP C.2: DAP blocks, ciphered load files and delegated loads need the hash.
+    let needs_hash = !dap_authorities(ctx.state, &sd_aid).is_empty()
+        || ciphered_required(ctx.state, &sd_aid)
+        || authority == Authority::Delegated;
+    if needs_hash && hash.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    if !params.is_empty() {
+        // Load parameters must at least be well-formed TLV.
+        for t in TlvReader::new(params) {
+            t.map_err(|_| bad())?;
+        }
+    }
+    if ctx.state.registry.aid_in_use(&elf) || elf == ISD_AID {
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    let input = dm::token_input(cmd.p1, cmd.p2, body);
+    if authority == Authority::Delegated && !combined {
+        // GP 11.5.2.3.1: the load token is mandatory for delegated management (the combined
+        // process carries its token in the final INSTALL).
+        dm::verify_token(ctx.state, &input, token)?;
+    } else if !token.is_empty() {
+        return refuse(Sw::INCORRECT_DATA);
+    }
+    ctx.ram.load = Some(LoadSession {
+        load_file_aid: elf,
+        sd_aid,
+        lfdb_hash: hash.to_vec(),
+        next_block: 0,
+        data: Vec::new(),
+        authority,
+        token_id: dm::token_identifier(params),
+        combined: combined.then_some(input),
+        completed: None,
+    });
+    ok(alloc::vec![0x00])
 }
 
 /// The transport key (`40..4F`) a new security domain starts with, as the fab's ISD does; the
@@ -142,10 +244,10 @@ fn install_for_install(
     ctx: &mut Ctx<'_>,
     cmd: &CommandApdu,
     selectable: bool,
-    combined: Option<crate::load::LoadSession>,
+    combined: Option<LoadSession>,
 ) -> Result<ResponseApdu> {
     let is_final = cmd.p1 == 0x0E;
-    let authority = dm::authority(ctx)?;
+    let authority = dm::authority(ctx.state, &ctx.sd)?;
     let mut lv = Lv(&cmd.data);
     let elf_field = lv.short()?;
     let module_field = lv.short()?;
@@ -219,7 +321,7 @@ fn install_for_install(
         }
     }
     let domain = if privileges.has(Privileges::SECURITY_DOMAIN) {
-        if !is_sd_module || !within(privileges, SSD_PRIVILEGES) {
+        if !is_sd_module || !privileges.within(Privileges::SSD_GRANTABLE) {
             return refuse(Sw::INCORRECT_DATA);
         }
         let mandated = |p: Privileges| p.has(Privileges::MANDATED_DAP_VERIFICATION);
@@ -229,7 +331,7 @@ fn install_for_install(
         }
         Some(new_domain(&params, ctx.state.isd.scp)?)
     } else {
-        if is_sd_module || !within(privileges, APP_PRIVILEGES) {
+        if is_sd_module || !privileges.within(Privileges::APP_GRANTABLE) {
             return refuse(Sw::INCORRECT_DATA);
         }
         None
@@ -328,11 +430,11 @@ fn registry_update(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
     if !privileges.is_empty() {
         let p = Privileges::from_install(privileges).ok_or_else(bad)?;
         let allowed = if is_sd {
-            SSD_PRIVILEGES
+            Privileges::SSD_GRANTABLE
         } else {
-            APP_PRIVILEGES
+            Privileges::APP_GRANTABLE
         };
-        if p.has(Privileges::SECURITY_DOMAIN) != is_sd || !within(p, allowed) {
+        if p.has(Privileges::SECURITY_DOMAIN) != is_sd || !p.within(allowed) {
             return refuse(Sw::INCORRECT_DATA);
         }
         if p.has(Privileges::MANDATED_DAP_VERIFICATION) && mandated_elsewhere {
@@ -413,10 +515,10 @@ fn install_for_personalization(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<R
     if app.associated_sd != ctx.sd {
         return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
     }
-    if crate::app::applet_for(&app.module).is_none() || app.life_cycle.is_locked() {
+    if crate::applets::applet_for(&app.module).is_none() || app.life_cycle.is_locked() {
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
-    ctx.ram.perso = Some(crate::card::Perso {
+    ctx.ram.perso = Some(crate::session::Perso {
         app: aid,
         next_block: 0,
     });
@@ -424,7 +526,7 @@ fn install_for_personalization(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<R
 }
 
 fn make_selectable(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
-    let authority = dm::authority(ctx)?;
+    let authority = dm::authority(ctx.state, &ctx.sd)?;
     let mut lv = Lv(&cmd.data);
     let empty1 = lv.short()?;
     let empty2 = lv.short()?;
@@ -462,143 +564,6 @@ fn make_selectable(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         )?);
     }
     if !token.is_empty() {
-        return refuse(Sw::INCORRECT_DATA);
-    }
-    ok(alloc::vec![0x00])
-}
-
-/// DELETE (GP 2.3.1 §11.2): card content (tag `4F`, with `B6`/`9E` for delegated management)
-/// or keys of the selected domain (`D0` key identifier and/or `D2` key version number).
-pub(crate) fn delete(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
-    ctx.require_auth()?;
-    ctx.require_content_change()?;
-    if cmd.p1 & 0x80 != 0 || cmd.p2 & 0x7F != 0 {
-        return refuse(Sw::INCORRECT_P1P2);
-    }
-    let related = cmd.p2 & 0x80 != 0;
-    let mut aid: Option<Aid> = None;
-    let mut key_id: Option<u8> = None;
-    let mut kvn: Option<u8> = None;
-    let mut crt: Option<&[u8]> = None;
-    let mut token: Option<&[u8]> = None;
-    // The data a delete token signs: everything before tag `9E`, which must come last.
-    let mut body_len = 0;
-    let mut reader = TlvReader::new(&cmd.data);
-    while let Some(t) = reader.next() {
-        let t = t.map_err(|_| bad())?;
-        match t.tag {
-            0x4F if aid.is_none() && token.is_none() => {
-                aid = Some(Aid::new(t.value).ok_or_else(bad)?)
-            }
-            0xB6 if crt.is_none() && token.is_none() => crt = Some(t.value),
-            0x9E if token.is_none() => token = Some(t.value),
-            0xD0 if key_id.is_none() => {
-                let [id] = <[u8; 1]>::try_from(t.value).map_err(|_| bad())?;
-                key_id = Some(id);
-            }
-            0xD2 if kvn.is_none() => {
-                let [v] = <[u8; 1]>::try_from(t.value).map_err(|_| bad())?;
-                kvn = Some(v);
-            }
-            _ => return refuse(Sw::INCORRECT_DATA),
-        }
-        if t.tag != 0x9E {
-            body_len = cmd.data.len().saturating_sub(reader.remaining().len());
-        }
-    }
-    let keys = key_id.is_some() || kvn.is_some();
-    match aid {
-        Some(_) if keys => refuse(Sw::INCORRECT_DATA),
-        None if keys => {
-            if related || crt.is_some() || token.is_some() {
-                return refuse(Sw::INCORRECT_DATA);
-            }
-            crate::putkey::delete_keys(ctx, key_id, kvn)
-        }
-        None => refuse(Sw::INCORRECT_DATA),
-        Some(aid) => {
-            let body = cmd.data.get(..body_len).unwrap_or_default();
-            delete_content(ctx, cmd, aid, related, crt, token, body)
-        }
-    }
-}
-
-fn delete_content(
-    ctx: &mut Ctx<'_>,
-    cmd: &CommandApdu,
-    aid: Aid,
-    related: bool,
-    crt: Option<&[u8]>,
-    token: Option<&[u8]>,
-    body: &[u8],
-) -> Result<ResponseApdu> {
-    let authority = dm::authority(ctx)?;
-    let sd = ctx.sd;
-    let registry = &mut ctx.state.registry;
-    // An SSD deletes only what is associated with it; the rest it does not see.
-    let own = |a: &Aid| authority.is_issuer() || *a == sd;
-    if let Some(pos) = registry
-        .applications
-        .iter()
-        .position(|a| a.aid == aid && own(&a.associated_sd))
-    {
-        // An SD with associated applications or load files cannot go first.
-        if registry.applications.iter().any(|a| a.associated_sd == aid)
-            || registry.load_files.iter().any(|f| f.associated_sd == aid)
-        {
-            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-        registry.applications.remove(pos);
-    } else {
-        let Some(pos) = registry
-            .load_files
-            .iter()
-            .position(|f| f.aid == aid && own(&f.associated_sd))
-        else {
-            return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
-        };
-        if crate::state::is_builtin_load_file(&aid) {
-            // Load files in immutable memory cannot be deleted.
-            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-        let dependants: Vec<&Application> = registry
-            .applications
-            .iter()
-            .filter(|a| a.load_file == aid)
-            .collect();
-        if !dependants.is_empty() && !related {
-            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-        let blocked = dependants.iter().any(|a| {
-            !own(&a.associated_sd)
-                || registry
-                    .applications
-                    .iter()
-                    .any(|b| b.associated_sd == a.aid)
-        });
-        if blocked {
-            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-        registry.applications.retain(|a| a.load_file != aid);
-        registry.load_files.remove(pos);
-    }
-    if authority == Authority::Delegated {
-        let token = token.ok_or(Error::Refused(Sw::SECURITY_STATUS_NOT_SATISFIED))?;
-        dm::verify_token(ctx.state, &dm::token_input(cmd.p1, cmd.p2, body), token)?;
-        // Delete receipt (GP C.5.5).
-        let mut fields = Vec::new();
-        dm::push_aid(&mut fields, &aid);
-        let mut b6 = Vec::new();
-        if let Some(crt) = crt {
-            gp_core::tlv::write_tlv(&mut b6, 0xB6, crt);
-        }
-        return ok(dm::confirmation(
-            ctx.state,
-            dm::token_identifier(&b6).as_deref(),
-            &fields,
-        )?);
-    }
-    if token.is_some() {
         return refuse(Sw::INCORRECT_DATA);
     }
     ok(alloc::vec![0x00])

@@ -13,23 +13,14 @@ use gp_core::tlv::{write_tlv, TlvReader};
 
 use crate::aid::{Aid, ISD_AID};
 use crate::error::{refuse, Error, Result};
-use crate::isd::Ctx;
 use crate::privileges::Privileges;
+use crate::session::{Ctx, StatusCursor};
 use crate::state::CardState;
 use crate::Sw;
 
 /// Largest data field of one GET STATUS response, leaving room for R-MAC and R-ENC padding
 /// inside a short response.
 pub const MAX_RESPONSE: usize = 0xE0;
-
-/// Where the next GET STATUS [next] continues.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StatusCursor {
-    p1: u8,
-    p2_format: u8,
-    prefix: Vec<u8>,
-    next: usize,
-}
 
 fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
