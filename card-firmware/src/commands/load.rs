@@ -359,10 +359,10 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use crate::aid::ISD_AID;
     use crate::keys::{KeySet, ScpConfig};
     use crate::lifecycle::AppLifeCycle;
     use crate::registry::Application;
-    use crate::aid::ISD_AID;
     use crate::session::Transient;
     use crate::state::FabSettings;
 
