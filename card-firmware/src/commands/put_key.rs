@@ -93,6 +93,12 @@ fn open_key(data: &KeyData, id: u8, dek: &Dek) -> Result<(Key, Option<[u8; 3]>)>
     Ok((key, Some(kcv)))
 }
 
+/// The secure channel keys a set's challenges and session keys come from: ENC (id 1) and MAC
+/// (id 2).
+fn channel_keys(set: &KeySet) -> (Option<Key>, Option<Key>) {
+    (set.key(1).cloned(), set.key(2).cloned())
+}
+
 /// PUT KEY.
 pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     ctx.require_auth()?;
@@ -156,6 +162,8 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
             // Changing the version of part of a set would split it.
             return refuse(Sw::INCORRECT_DATA);
         }
+        let whole = new_keys.len() == set.keys.len();
+        let channel_before = channel_keys(set);
         for nk in new_keys {
             let slot = set
                 .keys
@@ -169,8 +177,14 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
             *slot = nk;
         }
         set.kvn = new_kvn;
-        // Amendment D §6.2.2.1 and GPC E.1.2: updated keys restart the sequence counter.
-        set.sequence_counter = 0;
+        // Amendment D §6.2.2.1 and GPC E.1.2: a key set wholly replaced restarts its sequence
+        // counter. Only then, and only with new channel keys: pseudo-random challenges (SCP03
+        // i=70) and SCP02 session keys come from the counter and the ENC/MAC keys alone, so a
+        // restart under unchanged ENC and MAC would issue old challenges again and let a
+        // recorded session replay byte for byte.
+        if whole && channel_keys(set) != channel_before {
+            set.sequence_counter = 0;
+        }
     }
     ok(response)
 }
