@@ -42,7 +42,9 @@ pub trait DomainServices {
     /// Compute the same 8-byte MAC, e.g. for a transaction certificate.
     fn mac(&mut self, key: KeyHandle, data: &[u8]) -> Result<[u8; 8]>;
     /// Ask the card to move to CARD_LOCKED. Honoured only when the application holds the Card
-    /// Lock privilege and the card is SECURED; `6982` otherwise.
+    /// Lock privilege and the card is SECURED; `6982` otherwise. An application calls it only
+    /// for a request it has authenticated (e.g. a MAC under a key it was given): a lock the
+    /// first unauthenticated terminal can trigger is a denial of service on the whole card.
     fn request_card_lock(&mut self) -> Result<()>;
 }
 

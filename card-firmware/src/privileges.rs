@@ -62,6 +62,18 @@ impl Privileges {
     /// Reset, CVM Management.
     pub const APP_GRANTABLE: Privileges = Privileges([0x1E, 0x00, 0x00]);
 
+    /// Privileges that act on the whole card or on other parties' content, which only the card
+    /// issuer grants (the ISD, or an issuer token under Delegated Management): Card Lock, Card
+    /// Terminate, Card Reset, CVM Management, Mandated DAP Verification (byte 1 b5..b1);
+    /// Authorized Management, Token Verification, Global Delete, Global Lock, Global Registry,
+    /// Final Application (byte 2 b7..b2); Receipt Generation (byte 3 b8).
+    pub const CARD_WIDE: Privileges = Privileges([0x1F, 0x7E, 0x80]);
+
+    /// Whether any privilege bit set here is also set in `other`.
+    pub fn intersects(self, other: Privileges) -> bool {
+        self.0.iter().zip(other.0.iter()).any(|(p, o)| p & o != 0)
+    }
+
     /// Whether every privilege bit set here is also set in `allowed`.
     pub fn within(self, allowed: Privileges) -> bool {
         self.0

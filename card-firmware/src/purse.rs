@@ -8,8 +8,9 @@
 //!
 //! Commands (CLA `80`): GET BALANCE `5C` → balance ‖ counter; DEBIT `54` (amount) → new balance ‖
 //! counter ‖ 8-byte certificate MAC(counter ‖ balance) under the credit key; CREDIT `52`
-//! (amount ‖ MAC(counter ‖ amount)). Three consecutive bad credit MACs make the purse request a
-//! card lock (honoured with the Card Lock privilege) and lock itself.
+//! (amount ‖ MAC(counter ‖ amount)). Three consecutive bad credit MACs lock the purse (application
+//! LOCKED; its security domain unlocks it); a bad MAC is unauthenticated input and never locks
+//! the card.
 
 use alloc::vec::Vec;
 
@@ -23,7 +24,7 @@ use crate::Sw;
 
 /// Life cycle of an active (personalised) purse: SELECTABLE plus application-specific b4.
 pub const ACTIVE: u8 = 0x0F;
-/// Bad credit MACs tolerated before the purse locks itself and asks for a card lock.
+/// Bad credit MACs tolerated before the purse locks itself.
 pub const MAX_FAILED_CREDITS: u8 = 3;
 
 /// The purse's persistent data.
@@ -209,10 +210,10 @@ impl Applet for PurseApplet {
                 signed.extend_from_slice(amount);
                 if services.verify_mac(key, &signed, mac).is_err() {
                     // The failure is remembered (the command "succeeds" with 6982 so the count
-                    // is committed); the third one locks the purse and asks for a card lock.
+                    // is committed); the third one locks the purse.
                     purse.failed = purse.failed.saturating_add(1);
                     if purse.failed >= MAX_FAILED_CREDITS {
-                        let _ = services.request_card_lock();
+                        // Anyone can send a bad MAC: the purse blocks itself, never the card.
                         *life_cycle |= 0x80;
                     }
                     purse.store(data);

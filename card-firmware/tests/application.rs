@@ -110,6 +110,15 @@ fn setup(purse_privileges: u8) -> (Card<RamStorage>, Terminal) {
     (card, v)
 }
 
+fn vendor() -> StaticKeys {
+    StaticKeys {
+        kvn: 0x01,
+        enc: [0x1E; 16],
+        mac: [0x1A; 16],
+        dek: SSD_DEK,
+    }
+}
+
 fn personalise_purse(card: &mut Card<RamStorage>, v: &mut Terminal) {
     let mut ip = vec![0, 0, PURSE.len() as u8];
     ip.extend_from_slice(&PURSE);
@@ -206,8 +215,9 @@ fn purse_personalised_through_its_ssd_and_used() {
 }
 
 #[test]
-fn card_lock_requested_by_a_purse_with_the_privilege() {
-    for (privileges, card_locks) in [(0x10u8, true), (0x00, false)] {
+fn a_purse_under_attack_locks_itself_never_the_card() {
+    // Even with the Card Lock privilege, bad MACs from any terminal lock only the purse.
+    for privileges in [0x10u8, 0x00] {
         let (mut card, mut v) = setup(privileges);
         personalise_purse(&mut card, &mut v);
         assert_eq!(select_purse(&mut card), 0x9000);
@@ -224,14 +234,18 @@ fn card_lock_requested_by_a_purse_with_the_privilege() {
             .find(|a| a.aid.as_bytes() == PURSE)
             .unwrap();
         assert!(app.life_cycle.is_locked());
-        let expected = if card_locks {
-            CardLifeCycle::CardLocked
-        } else {
-            CardLifeCycle::Secured
-        };
-        assert_eq!(card.state().life_cycle, expected);
-        // The locked purse answers nothing more.
+        assert_eq!(card.state().life_cycle, CardLifeCycle::Secured);
+        // The locked purse answers nothing more, and cannot be selected again.
         assert_eq!(card.process(&[0x80, 0x5C, 0x00, 0x00, 0x08]), [0x69, 0x85]);
+        assert_eq!(select_purse(&mut card), 0x6A82);
+        // Its security domain unlocks it.
+        assert_eq!(sw(&v.select(&mut card, &SSD)), 0x9000);
+        assert_eq!(v.authenticate(&mut card, vendor(), 0x33), 0x9000);
+        assert_eq!(
+            v.send(&mut card, cmd(0x80, 0xF0, 0x40, 0x0F, &PURSE)).sw,
+            0x9000
+        );
+        assert_eq!(select_purse(&mut card), 0x9000);
     }
 }
 

@@ -321,7 +321,12 @@ fn install_for_install(
         }
     }
     let domain = if privileges.has(Privileges::SECURITY_DOMAIN) {
-        if !is_sd_module || !privileges.within(Privileges::SSD_GRANTABLE) {
+        if !is_sd_module
+            || !privileges.within(Privileges::SSD_GRANTABLE)
+            || privileges.has(Privileges::AUTHORIZED_MANAGEMENT)
+                && privileges.has(Privileges::DELEGATED_MANAGEMENT)
+        {
+            // GP 6.6.1: Authorized and Delegated Management are mutually exclusive.
             return refuse(Sw::INCORRECT_DATA);
         }
         let mandated = |p: Privileges| p.has(Privileges::MANDATED_DAP_VERIFICATION);
@@ -336,6 +341,15 @@ fn install_for_install(
         }
         None
     };
+    if authority == Authority::Authorized {
+        // The card's privilege policy (docs/card-firmware.md): card-wide privileges come from
+        // the issuer only (the ISD, or an issuer token under Delegated Management), and a
+        // domain never grants what it does not hold itself.
+        let own = ctx.state.privileges(&ctx.sd).unwrap_or_default();
+        if privileges.intersects(Privileges::CARD_WIDE) || !privileges.within(own) {
+            return refuse(Sw::SECURITY_STATUS_NOT_SATISFIED);
+        }
+    }
     // GP 9.3.6: the instance AID is neither an application nor a load file (a module's AID it
     // may be: that is the default instance AID).
     if aid == ISD_AID || registry.application(&aid).is_some() || registry.load_file(&aid).is_some()
