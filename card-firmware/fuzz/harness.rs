@@ -191,6 +191,8 @@ fn delete(aid: &[u8], related: bool) -> CommandApdu {
 
 /// The issuer's token key (ISD KVN 70), put by operation 3, and what tokens are computed with.
 const TOKEN_KEY: [u8; 16] = [0x70; 16];
+/// An application key (KVN 40) the purse is given, put by operation 3.
+const PURSE_KEY: [u8; 16] = [0x2B; 16];
 /// The issuer's receipt key (ISD KVN 71), put by operation 3.
 const RECEIPT_KEY: [u8; 16] = [0x71; 16];
 
@@ -667,7 +669,8 @@ impl Run {
     }
 
     /// PUT KEY under the open session: `0` the issuer key set replacing the transport set, `1`
-    /// the token key (new set 70), `2` the receipt key (new set 71).
+    /// the token key (new set 70), `2` the receipt key (new set 71), `3` an application key
+    /// (new set 40, the purse's credit key).
     fn put_key(&self, which: u8) -> Option<CommandApdu> {
         match which {
             0 => {
@@ -676,10 +679,10 @@ impl Run {
                 Some(cmd(0xD8, old, 0x81, &data))
             }
             _ => {
-                let (kvn, key) = if which == 1 {
-                    (0x70, TOKEN_KEY)
-                } else {
-                    (0x71, RECEIPT_KEY)
+                let (kvn, key) = match which {
+                    1 => (0x70, TOKEN_KEY),
+                    2 => (0x71, RECEIPT_KEY),
+                    _ => (0x40, PURSE_KEY),
                 };
                 let Host::V03 { dek, .. } = &self.host else {
                     return None;

@@ -244,6 +244,7 @@ impl<S: Storage> Card<S> {
         let sd = app.associated_sd;
         let result = {
             let mut services = crate::app::Services {
+                personalising: false,
                 state: &mut next,
                 sd,
                 app: aid,

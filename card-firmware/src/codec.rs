@@ -60,12 +60,28 @@ impl Writer {
 #[derive(Debug)]
 pub struct Reader<'a> {
     rest: &'a [u8],
+    version: u8,
 }
 
 impl<'a> Reader<'a> {
-    /// A reader over `bytes`.
+    /// A reader over `bytes` in the newest format.
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes }
+        Self {
+            rest: bytes,
+            version: u8::MAX,
+        }
+    }
+    /// A reader over a record written in format `version`, so decoders can read fields that
+    /// older formats lack as their defaults.
+    pub fn versioned(bytes: &'a [u8], version: u8) -> Self {
+        Self {
+            rest: bytes,
+            version,
+        }
+    }
+    /// The format version of the record being read ([`u8::MAX`]: the newest).
+    pub fn version(&self) -> u8 {
+        self.version
     }
     /// The next `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {

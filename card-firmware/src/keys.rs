@@ -231,6 +231,36 @@ impl Persist for KeySet {
     }
 }
 
+/// Key version numbers of the key sets a security domain keeps for its applications (card
+/// convention). Only keys here can be given to an application ([`KeyHandle`]); they never open a
+/// secure channel, and the channel, token, receipt, DAP and load file keys live outside the
+/// range, so no application can reach them.
+pub const APP_KVNS: core::ops::RangeInclusive<u8> = 0x40..=0x4F;
+
+/// A key a security domain gave one of its applications, by key version number (in
+/// [`APP_KVNS`]) and key identifier. Applications name keys only this way and never see key
+/// bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHandle {
+    /// Key version number.
+    pub kvn: u8,
+    /// Key identifier.
+    pub id: u8,
+}
+
+impl Persist for KeyHandle {
+    fn encode(&self, w: &mut Writer) {
+        w.u8(self.kvn);
+        w.u8(self.id);
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(KeyHandle {
+            kvn: r.u8()?,
+            id: r.u8()?,
+        })
+    }
+}
+
 /// Key version number of a security domain's DAP verification key (GP-FACTS: `73`), key id 1.
 pub const DAP_KVN: u8 = 0x73;
 /// Key version number of a security domain's load file decryption key, key id 1. GP 2.3.1
@@ -297,7 +327,8 @@ impl Persist for ScpConfig {
 pub struct DomainKeys {
     /// Secure channel protocol and `i`.
     pub scp: ScpConfig,
-    /// Key sets, in creation order; the first is used when INITIALIZE UPDATE names KVN `00`.
+    /// Key sets, in creation order; the first outside [`APP_KVNS`] is used when INITIALIZE
+    /// UPDATE names KVN `00`.
     pub sets: Vec<KeySet>,
     /// Consecutive failed authentications (written before a cryptogram is checked).
     pub failed_auth: u8,
@@ -309,21 +340,36 @@ impl DomainKeys {
     /// Default for [`DomainKeys::auth_limit`].
     pub const DEFAULT_AUTH_LIMIT: u8 = 10;
 
-    /// The key set with `kvn`, or the default (first) one for `00`.
+    /// The key set with `kvn`, or the default one for `00` (the first that is not kept for
+    /// applications).
     pub fn set(&self, kvn: u8) -> Option<&KeySet> {
         if kvn == 0 {
-            self.sets.first()
+            self.sets.iter().find(|s| !APP_KVNS.contains(&s.kvn))
         } else {
             self.sets.iter().find(|s| s.kvn == kvn)
         }
     }
-    /// Mutable access to the key set with `kvn` (or the first for `00`).
+    /// Mutable access to the key set with `kvn` (or the default one for `00`).
     pub fn set_mut(&mut self, kvn: u8) -> Option<&mut KeySet> {
         if kvn == 0 {
-            self.sets.first_mut()
+            self.sets.iter_mut().find(|s| !APP_KVNS.contains(&s.kvn))
         } else {
             self.sets.iter_mut().find(|s| s.kvn == kvn)
         }
+    }
+}
+
+impl DomainKeys {
+    /// The application key `handle` names: a secret key in a key set of [`APP_KVNS`].
+    pub(crate) fn app_key(&self, handle: KeyHandle) -> Option<&Key> {
+        if !APP_KVNS.contains(&handle.kvn) {
+            return None;
+        }
+        self.sets
+            .iter()
+            .find(|s| s.kvn == handle.kvn)
+            .and_then(|s| s.key(handle.id))
+            .filter(|k| k.key_type.is_secret())
     }
 }
 

@@ -1,16 +1,27 @@
-//! A built-in stored-value purse: the realistic application the card executes, personalised
-//! through its security domain and using the domain's services for every cryptographic step.
+//! A built-in stored-value purse: the realistic application the card executes, and the worked
+//! example of an application using its security domain's services correctly.
 //!
-//! Personalisation (INSTALL [for personalization] + STORE DATA through the associated SD,
-//! BER-TLV, optionally encrypted under the SD's DEK with `80 00…` padding): `DF01 04` maximum
-//! balance, `DF02 04` initial balance (optional), `DF03 02` handle (KVN, key id) of the SD key
-//! that authenticates credits. The last block activates the purse (life cycle `0F`).
+//! - **Keys by handle, given by its domain.** Personalisation (INSTALL [for personalization] +
+//!   STORE DATA through the associated SD, BER-TLV, optionally encrypted under the SD's DEK with
+//!   `80 00…` padding) carries `DF01 04` maximum balance, `DF02 04` initial balance (optional) and
+//!   `DF03 02` the handle (KVN in `40`–`4F`, key id) of the SD's application key that
+//!   authenticates credits; the purse asks the SD to give it that key
+//!   ([`DomainServices::bind_key`]) and never sees its bytes. The last block activates the purse
+//!   (life cycle `0F`).
+//! - **One label per operation.** Every MAC goes through the SD's service, which binds it to the
+//!   purse's AID and the card's KDD; the purse separates its operations by label: [`DEBIT_LABEL`]
+//!   for the certificates it issues, [`CREDIT_LABEL`] for the authorisations it accepts. A debit
+//!   certificate therefore never verifies as a credit authorisation, and nothing from another
+//!   card or application does either.
+//! - **Freshness from a counter** committed with the balance: each authorisation covers the
+//!   counter it was issued for, so it is accepted once.
+//! - **Failures stay local.** Three consecutive bad credit MACs lock the purse (application
+//!   LOCKED; its SD unlocks it); a bad MAC is unauthenticated input and never locks the card.
 //!
 //! Commands (CLA `80`): GET BALANCE `5C` → balance ‖ counter; DEBIT `54` (amount) → new balance ‖
-//! counter ‖ 8-byte certificate MAC(counter ‖ balance) under the credit key; CREDIT `52`
-//! (amount ‖ MAC(counter ‖ amount)). Three consecutive bad credit MACs lock the purse (application
-//! LOCKED; its security domain unlocks it); a bad MAC is unauthenticated input and never locks
-//! the card.
+//! counter ‖ 8-byte certificate MAC(`debit`, counter ‖ amount ‖ balance) with the new counter and
+//! balance; CREDIT `52` (amount ‖ MAC(`credit`, counter ‖ amount)) with the counter before the
+//! credit; all MACs as [`crate::app::mac_input`] frames them.
 
 use alloc::vec::Vec;
 
@@ -24,6 +35,11 @@ use crate::Sw;
 
 /// Life cycle of an active (personalised) purse: SELECTABLE plus application-specific b4.
 pub const ACTIVE: u8 = 0x0F;
+/// Label of the MACs the purse issues for debits (its certificates).
+pub const DEBIT_LABEL: &[u8] = b"debit";
+/// Label of the MACs the purse accepts as credit authorisations.
+pub const CREDIT_LABEL: &[u8] = b"credit";
+
 /// Bad credit MACs tolerated before the purse locks itself.
 pub const MAX_FAILED_CREDITS: u8 = 3;
 
@@ -135,7 +151,10 @@ impl Applet for PurseApplet {
                 0xDF03 => {
                     let [kvn, id] = <[u8; 2]>::try_from(t.value)
                         .map_err(|_| Error::Refused(Sw::INCORRECT_DATA))?;
-                    purse.credit_key = Some(KeyHandle { kvn, id });
+                    let handle = KeyHandle { kvn, id };
+                    // The SD gives the purse this key, or refuses (not an application key).
+                    services.bind_key(handle)?;
+                    purse.credit_key = Some(handle);
                 }
                 _ => return refuse(Sw::INCORRECT_DATA),
             }
@@ -193,8 +212,9 @@ impl Applet for PurseApplet {
                     .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
                 let mut out = status(&purse);
                 let mut signed = purse.counter.to_be_bytes().to_vec();
+                signed.extend_from_slice(&amount.to_be_bytes());
                 signed.extend_from_slice(&purse.balance.to_be_bytes());
-                out.extend_from_slice(&services.mac(key, &signed)?);
+                out.extend_from_slice(&services.mac(key, DEBIT_LABEL, &signed)?);
                 purse.store(data);
                 Ok(ResponseApdu::new(out, Sw::NO_ERROR))
             }
@@ -208,7 +228,10 @@ impl Applet for PurseApplet {
                 }
                 let mut signed = purse.counter.to_be_bytes().to_vec();
                 signed.extend_from_slice(amount);
-                if services.verify_mac(key, &signed, mac).is_err() {
+                if services
+                    .verify_mac(key, CREDIT_LABEL, &signed, mac)
+                    .is_err()
+                {
                     // The failure is remembered (the command "succeeds" with 6982 so the count
                     // is committed); the third one locks the purse.
                     purse.failed = purse.failed.saturating_add(1);

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use crate::aid::Aid;
 use crate::codec::{decode_list, encode_list, Persist, Reader, Writer};
 use crate::error::{Error, Result};
-use crate::keys::DomainKeys;
+use crate::keys::{DomainKeys, KeyHandle};
 use crate::lifecycle::AppLifeCycle;
 use crate::privileges::Privileges;
 
@@ -78,6 +78,9 @@ pub struct Application {
     pub domain: Option<DomainKeys>,
     /// The application's own persistent data (built-in applications only).
     pub app_data: Vec<u8>,
+    /// Keys of its associated security domain the application was given (bound during
+    /// personalisation through that domain); dropped when it moves to another domain.
+    pub keys: Vec<KeyHandle>,
 }
 
 impl Persist for Application {
@@ -97,6 +100,7 @@ impl Persist for Application {
             None => w.bool(false),
         }
         w.bytes(&self.app_data);
+        encode_list(w, &self.keys);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         Ok(Application {
@@ -113,6 +117,11 @@ impl Persist for Application {
                 None
             },
             app_data: r.bytes()?.to_vec(),
+            keys: if r.version() >= crate::state::FORMAT_VERSION_APP_KEYS {
+                decode_list(r)?
+            } else {
+                Vec::new()
+            },
         })
     }
 }

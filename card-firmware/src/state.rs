@@ -12,9 +12,13 @@ use crate::keys::{DomainKeys, Key, KeySet, KeyType, ScpConfig};
 use crate::lifecycle::CardLifeCycle;
 use crate::registry::{LoadFile, Registry};
 
-/// Version 3 added the confirmation counter; version 2 images are still read (counter 0).
-const FORMAT_VERSION: u8 = 3;
+/// Version 3 added the confirmation counter, version 4 the keys applications were given
+/// ([`crate::registry::Application::keys`]); versions 2 and 3 are still read (counter 0, no
+/// keys given).
+const FORMAT_VERSION: u8 = 4;
 const FORMAT_VERSION_2: u8 = 2;
+/// The first format whose applications carry the keys they were given.
+pub(crate) const FORMAT_VERSION_APP_KEYS: u8 = 4;
 
 /// Length of the CPLC data (GET DATA `9F7F`).
 pub const CPLC_LEN: usize = 42;
@@ -224,13 +228,15 @@ impl CardState {
 
     /// Decode a journal record, refusing unknown versions and trailing bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<CardState> {
-        let mut r = Reader::new(bytes);
-        let version = r.u8()?;
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_2 {
+        let version = *bytes
+            .first()
+            .ok_or(Error::Corrupt("truncated state record"))?;
+        if !(FORMAT_VERSION_2..=FORMAT_VERSION).contains(&version) {
             return Err(Error::Corrupt("unknown state format version"));
         }
+        let mut r = Reader::versioned(bytes.get(1..).unwrap_or_default(), version);
         let mut state = CardState::decode(&mut r)?;
-        if version == FORMAT_VERSION {
+        if version > FORMAT_VERSION_2 {
             state.confirmation_counter = r.u16()?;
         }
         r.finish()?;
@@ -324,6 +330,31 @@ mod tests {
         assert_eq!(CardState::from_bytes(&bytes).unwrap(), s);
         s.confirmation_counter = 7;
         assert_eq!(CardState::from_bytes(&s.to_bytes()).unwrap(), s);
+    }
+
+    #[test]
+    fn format_3_images_are_read_with_no_keys_given() {
+        let mut s = CardState::from_fab(&fab()).unwrap();
+        s.registry.applications.push(crate::registry::Application {
+            aid: Aid::new(&[0xF0, 1, 2, 3, 4, 5]).unwrap(),
+            load_file: Aid::new(&PURSE_PACKAGE_AID).unwrap(),
+            module: Aid::new(&PURSE_MODULE_AID).unwrap(),
+            life_cycle: crate::lifecycle::AppLifeCycle::SELECTABLE,
+            privileges: crate::privileges::Privileges::default(),
+            associated_sd: ISD_AID,
+            install_params: Vec::new(),
+            domain: None,
+            app_data: alloc::vec![1, 2, 3],
+            keys: Vec::new(),
+        });
+        let mut bytes = s.to_bytes();
+        // Format 3: the last application has no key list (its empty count `00 00` precedes the
+        // DRBG, 20 bytes, and the confirmation counter, 2 bytes).
+        let at = bytes.len() - 2 - 20 - 2;
+        assert_eq!(bytes[at..at + 2], [0, 0]);
+        bytes.drain(at..at + 2);
+        bytes[0] = 3;
+        assert_eq!(CardState::from_bytes(&bytes).unwrap(), s);
     }
 
     #[test]

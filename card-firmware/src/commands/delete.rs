@@ -181,6 +181,7 @@ fn delete_keys(ctx: &mut Ctx<'_>, key_id: Option<u8>, kvn: Option<u8>) -> Result
     let usable = domain
         .sets
         .iter()
+        .filter(|s| !crate::keys::APP_KVNS.contains(&s.kvn))
         .any(|s| (1..=3u8).all(|id| s.key(id).is_some_and(|k| k.key_type == key_type)));
     if !usable {
         // The domain would lock itself out of every secure channel.

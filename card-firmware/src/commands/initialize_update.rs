@@ -41,6 +41,10 @@ pub(crate) fn initialize_update(
     if cmd.p2 != 0x00 {
         return refuse(Sw::INCORRECT_P1P2);
     }
+    if crate::keys::APP_KVNS.contains(&cmd.p1) {
+        // Keys kept for applications never open a secure channel.
+        return refuse(Sw::REFERENCED_DATA_NOT_FOUND);
+    }
     let host_challenge: [u8; 8] = cmd
         .data
         .as_slice()

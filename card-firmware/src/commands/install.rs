@@ -385,6 +385,7 @@ fn install_for_install(
         install_params: params,
         domain,
         app_data: Vec::new(),
+        keys: Vec::new(),
     });
     if authority == Authority::Delegated {
         // Install receipt (GP C.5.2), or the combined one (C.5.6) naming the load file's SD.
@@ -460,6 +461,10 @@ fn registry_update(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         if is_sd && sd != ISD_AID {
             return refuse(Sw::CONDITIONS_NOT_SATISFIED);
         }
+        if app.associated_sd != sd {
+            // The keys its old domain gave it stay behind (see extradition).
+            app.keys.clear();
+        }
         app.associated_sd = sd;
     }
     ok(alloc::vec![0x00])
@@ -498,6 +503,12 @@ fn extradite(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
     if app.domain.is_some() && sd != ISD_AID {
         // Security domains hang off the ISD only: no hierarchy, no cycles.
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    if app.associated_sd != sd {
+        // What the old domain gave the application stays with it: a key handle must never start
+        // naming a key of the new domain, which did not give it (nor may the new domain's key be
+        // used under an old domain's binding).
+        app.keys.clear();
     }
     app.associated_sd = sd;
     ok(alloc::vec![0x00])

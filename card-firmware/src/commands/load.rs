@@ -398,6 +398,7 @@ mod tests {
             install_params: Vec::new(),
             domain: Some(domain),
             app_data: Vec::new(),
+            keys: Vec::new(),
         });
         state
     }

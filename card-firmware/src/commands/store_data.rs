@@ -34,6 +34,7 @@ pub(crate) fn store_data(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<Respons
             let mut life_cycle = app.life_cycle.code();
             {
                 let mut services = crate::app::Services {
+                    personalising: true,
                     state: ctx.state,
                     sd: ctx.sd,
                     app: perso.app,
