@@ -16,7 +16,7 @@
 //! 3. `session`: the command context (`Ctx`) and what the card keeps in RAM between commands
 //!    (selection, secure channel, load, personalisation and GET STATUS sessions).
 //! 4. Domain state and services: [`state`] (what is persisted), [`registry`], [`keys`],
-//!    [`lifecycle`], [`privileges`], `dm` (content management authority, tokens, receipts),
+//!    [`lifecycle`], [`privileges`], [`quotas`], `dm` (content management authority, tokens, receipts),
 //!    `channel` (secure channel sessions), [`cap`] (load file parsing), `signatures`,
 //!    [`app`] (the application API) with [`purse`] (a built-in application) and `applets`.
 //! 5. [`storage`] (medium + journal) and [`codec`], [`aid`], [`error`].
@@ -39,6 +39,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod privileges;
 pub mod purse;
+pub mod quotas;
 pub mod registry;
 mod session;
 mod signatures;

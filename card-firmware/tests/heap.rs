@@ -316,3 +316,196 @@ fn ram_per_apdu_with_a_full_registry() {
     }
     println!("held between commands: {held} bytes");
 }
+
+/// PUT KEY data for a new set `kvn` of four AES-256 keys encrypted under `dek`.
+fn four_aes256(kvn: u8, dek: &[u8; 16]) -> Vec<u8> {
+    let dek = AesKey::from_slice(dek).unwrap();
+    let mut d = vec![kvn];
+    for i in 0..4u8 {
+        let key = AesKey::from_slice(&[0x60 + i; 32]).unwrap();
+        d.extend_from_slice(&scp03::put_key_data(&dek, &key).to_bytes().unwrap());
+    }
+    d
+}
+
+/// Fill a domain's key quota: seven more sets of four AES-256 keys beside its channel set.
+fn fill_keys(card: &mut Card<RamStorage>, t: &mut Terminal, dek: &[u8; 16]) {
+    use card_firmware::quotas::{MAX_KEYS_PER_SET, MAX_KEY_SETS};
+    assert_eq!(MAX_KEYS_PER_SET, 4);
+    for kvn in 2..=MAX_KEY_SETS as u8 {
+        let r = t.send(card, cmd(0x80, 0xD8, 0x00, 0x81, &four_aes256(kvn, dek)));
+        assert_eq!(r.sw, 0x9000);
+    }
+}
+
+/// The same measurement with every quota full: the ISD and 31 SSDs with all their key sets, 32
+/// applications with the longest install parameters, 32 load files of 8 modules each.
+#[test]
+fn ram_per_apdu_with_every_quota_full() {
+    use card_firmware::quotas::{
+        MAX_APPLICATIONS, MAX_INSTALL_PARAMS, MAX_LOAD_FILES, MAX_MODULES,
+    };
+    // 256 KiB of storage: two 128 KiB slots (the worst-case state is measured, then checked
+    // against the card-sim image's 64 KiB slot).
+    let mut card = Card::format(RamStorage::new(256 * 1024, 128), &fab()).unwrap();
+    let mut t = Terminal::new();
+    personalise(&mut card, &mut t);
+    assert_eq!(t.authenticate(&mut card, ISSUER, 0x33), 0x9000);
+    fill_keys(&mut card, &mut t, &NEW_DEK);
+    // Load files: the two built-in ones and 30 of 8 modules.
+    let package = |n: u8| vec![0xD0, 0xD1, 0xD2, 0xD3, 0x40 + n];
+    let load_file = |n: u8| {
+        let p = package(n);
+        let modules: Vec<Vec<u8>> = (0..MAX_MODULES as u8)
+            .map(|m| {
+                let mut a = p.clone();
+                a.extend_from_slice(&[0x01, m]);
+                a
+            })
+            .collect();
+        let refs: Vec<&[u8]> = modules.iter().map(|m| m.as_slice()).collect();
+        card_firmware::cap::synthetic_lfdb(&p, [1, 0], &refs)
+    };
+    let load_cmds = |n: u8| {
+        let lfdb = load_file(n);
+        let mut cmds = vec![cmd(
+            0x80,
+            0xE6,
+            0x02,
+            0x00,
+            &install_for_load_data(&package(n), &sha256(&lfdb)),
+        )];
+        cmds.extend(load_commands(&lfdb, 200));
+        cmds
+    };
+    for n in 0..(MAX_LOAD_FILES - 2) as u8 {
+        for c in load_cmds(n) {
+            assert_eq!(t.send(&mut card, c).sw, 0x9000);
+        }
+    }
+    // 31 SSDs (install parameters at their quota) and one purse.
+    let c9 = |scp: bool| {
+        let mut v = Vec::new();
+        if scp {
+            gp_core::tlv::write_tlv(&mut v, 0x81, &[0x03, 0x70]);
+        }
+        let filler = MAX_INSTALL_PARAMS - v.len() - 2;
+        gp_core::tlv::write_tlv(&mut v, 0x82, &vec![0xEE; filler]);
+        let mut c9 = Vec::new();
+        gp_core::tlv::write_tlv(&mut c9, 0xC9, &v);
+        c9
+    };
+    let install = |elf: &[u8], module: &[u8], aid: &[u8], privileges: &[u8], c9: &[u8]| {
+        let mut d = Vec::new();
+        lv(&mut d, elf);
+        lv(&mut d, module);
+        lv(&mut d, aid);
+        lv(&mut d, privileges);
+        lv(&mut d, c9);
+        d.push(0x00);
+        cmd(0x80, 0xE6, 0x0C, 0x00, &d)
+    };
+    let ssd = |i: u8| {
+        let mut a = SD_MODULE.to_vec();
+        a.extend_from_slice(&[0x10, i]);
+        a
+    };
+    for i in 0..(MAX_APPLICATIONS - 1) as u8 {
+        let c = install(&SD_PACKAGE, &SD_MODULE, &ssd(i), &[0x80, 0, 0], &c9(true));
+        assert_eq!(t.send(&mut card, c).sw, 0x9000);
+    }
+    let purse_install = install(&PURSE_PACKAGE, &PURSE_MODULE, &PURSE, &[0x00], &c9(false));
+    assert_eq!(t.send(&mut card, purse_install.clone()).sw, 0x9000);
+    for i in 0..(MAX_APPLICATIONS - 1) as u8 {
+        let mut v = Terminal::new();
+        assert_eq!(sw(&v.select(&mut card, &ssd(i))), 0x9000);
+        assert_eq!(v.authenticate(&mut card, TRANSPORT, 0x01), 0x9000);
+        fill_keys(&mut card, &mut v, &K);
+    }
+    let state = card.state().to_bytes().len();
+
+    t.select_isd(&mut card);
+    let [iu_peak, ea_peak] = authenticate_measured(&mut card, &mut t, 0x33);
+    let mut del_purse = vec![0x4F, PURSE.len() as u8];
+    del_purse.extend_from_slice(&PURSE);
+    let last = (MAX_LOAD_FILES - 3) as u8;
+    let mut del_file = vec![0x4F, 5];
+    del_file.extend_from_slice(&package(last));
+    let replace_key = {
+        let dek = AesKey::from_slice(&NEW_DEK).unwrap();
+        let key = AesKey::from_slice(&[0x6F; 32]).unwrap();
+        let mut d = vec![0x02];
+        d.extend_from_slice(&scp03::put_key_data(&dek, &key).to_bytes().unwrap());
+        d
+    };
+    let mut steps: Vec<(String, CommandApdu, u16)> = vec![
+        (
+            "GET STATUS 40 (first page)".into(),
+            cmd(0x80, 0xF2, 0x40, 0x02, &[0x4F, 0x00]),
+            0x6310,
+        ),
+        (
+            "GET STATUS 10 (first page)".into(),
+            cmd(0x80, 0xF2, 0x10, 0x02, &[0x4F, 0x00]),
+            0x6310,
+        ),
+        (
+            "GET DATA E0 (key information)".into(),
+            cmd(0x80, 0xCA, 0x00, 0xE0, &[]),
+            0x9000,
+        ),
+        (
+            "PUT KEY (replace one key)".into(),
+            cmd(0x80, 0xD8, 0x02, 0x01, &replace_key),
+            0x9000,
+        ),
+        (
+            "STORE DATA (IIN, committed)".into(),
+            cmd(0x80, 0xE2, 0x90, 0x00, &[0x42, 0x04, 1, 2, 3, 4]),
+            0x9000,
+        ),
+        (
+            "DELETE (application)".into(),
+            cmd(0x80, 0xE4, 0x00, 0x00, &del_purse),
+            0x9000,
+        ),
+        (
+            "INSTALL [for install+selectable]".into(),
+            purse_install,
+            0x9000,
+        ),
+        (
+            "DELETE (load file, 8 modules)".into(),
+            cmd(0x80, 0xE4, 0x00, 0x00, &del_file),
+            0x9000,
+        ),
+    ];
+    let reload = load_cmds(last);
+    let n = reload.len();
+    for (i, c) in reload.into_iter().enumerate() {
+        let name = match i {
+            0 => "INSTALL [for load]",
+            _ if i + 1 == n => "LOAD last block",
+            _ => "LOAD block",
+        };
+        steps.push((name.into(), c, 0x9000));
+    }
+    let wires: Vec<Vec<u8>> = steps.iter().map(|(_, c, _)| t.wrap(c)).collect();
+    let mut peaks = Vec::with_capacity(steps.len());
+    for (wire, (name, _, expected)) in wires.iter().zip(&steps) {
+        let (sw, _, peak) = measured(&mut card, wire);
+        assert_eq!(sw, *expected, "{name}");
+        peaks.push(peak);
+    }
+    let medium = card.storage().capacity() as i64;
+    let held = dropped(card) - medium;
+    println!("RAM per APDU with every quota full (encoded state {state} bytes):");
+    println!("  {:<34} {:>6}", "INITIALIZE UPDATE", iu_peak);
+    println!("  {:<34} {:>6}", "EXTERNAL AUTHENTICATE", ea_peak);
+    for ((name, _, _), peak) in steps.iter().zip(peaks) {
+        println!("  {name:<34} {peak:>6}");
+    }
+    println!("held between commands: {held} bytes");
+    // The worst-case state fits the card-sim image's slot (128 KiB image, 64 KiB slots).
+    assert!(state + 28 <= 64 * 1024, "worst-case state {state} bytes");
+}

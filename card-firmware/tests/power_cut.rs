@@ -388,6 +388,83 @@ fn purse_debit() {
     check("purse DEBIT", setup, step, &none);
 }
 
+#[test]
+fn purse_credit() {
+    let setup: &Setup = &|card, t| {
+        purse_ready(card, t);
+        assert_eq!(
+            t.send(card, cmd(0x80, 0xE2, 0x90, 0x00, &perso_data())).sw,
+            0x9000
+        );
+        let mut a = vec![0x00, 0xA4, 0x04, 0x00, PURSE.len() as u8];
+        a.extend_from_slice(&PURSE);
+        assert_eq!(sw(&card.process(&a)), 0x9000);
+    };
+    let step: &Setup = &|card, _| {
+        // CREDIT 50 at counter 0: MAC(`credit`, counter ‖ amount) framed with the AID and KDD.
+        let mut input = vec![6];
+        input.extend_from_slice(b"credit");
+        input.push(PURSE.len() as u8);
+        input.extend_from_slice(&PURSE);
+        input.extend_from_slice(&KDD);
+        input.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 50]);
+        let key = gp_core::keys::AesKey::from_slice(&[0x2B; 16]).unwrap();
+        let mac = gp_core::dap::dap_aes(&key, &input);
+        let mut a = vec![0x80, 0x52, 0x00, 0x00, 0x0C, 0, 0, 0, 50];
+        a.extend_from_slice(&mac[..8]);
+        a.push(0x00);
+        let r = card.process(&a);
+        if !card.storage().power_lost() {
+            assert_eq!(
+                r,
+                [0, 0, 0, 150, 0, 0, 0, 1, 0x90, 0x00],
+                "the credit is accepted"
+            );
+        }
+    };
+    check("purse CREDIT", setup, step, &none);
+}
+
+#[test]
+fn extradite_personalised_purse() {
+    // Extradition moves the purse and drops the key its old domain gave it, in one commit.
+    let setup: &Setup = &|card, t| {
+        purse_ready(card, t);
+        assert_eq!(
+            t.send(card, cmd(0x80, 0xE2, 0x90, 0x00, &perso_data())).sw,
+            0x9000
+        );
+        assert_eq!(
+            t.send(
+                card,
+                cmd(0x80, 0xE6, 0x0C, 0x00, &install_ssd_data(0x80, false))
+            )
+            .sw,
+            0x9000
+        );
+    };
+    let step: &Setup = &|card, t| {
+        let mut ex = Vec::new();
+        lv(&mut ex, &SSD);
+        ex.push(0);
+        lv(&mut ex, &PURSE);
+        ex.extend_from_slice(&[0, 0, 0]);
+        let r = t.send(card, cmd(0x80, 0xE6, 0x10, 0x00, &ex));
+        if !card.storage().power_lost() {
+            assert_eq!(r.sw, 0x9000);
+            let purse = card_firmware::aid::Aid::new(&PURSE).unwrap();
+            assert!(card
+                .state()
+                .registry
+                .application(&purse)
+                .unwrap()
+                .keys
+                .is_empty());
+        }
+    };
+    check("INSTALL [for extradition]", setup, step, &none);
+}
+
 // ---- Combined load and install, delegated management, key deletion ----------------------------
 
 /// The combined process up to its last LOAD (ISD).

@@ -23,9 +23,6 @@ use crate::session::{ok, Ctx, LoadSession};
 use crate::state::{SD_MODULE_AID, SD_PACKAGE_AID};
 use crate::Sw;
 
-/// Most applications the registry holds.
-const MAX_APPLICATIONS: usize = 32;
-
 fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
 }
@@ -162,6 +159,7 @@ pub(crate) fn install_for_load(
     if ctx.state.registry.aid_in_use(&elf) || elf == ISD_AID {
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
+    crate::quotas::room_for_load_file(ctx.state, &sd_aid)?;
     let input = dm::token_input(cmd.p1, cmd.p2, body);
     if authority == Authority::Delegated && !combined {
         // GP 11.5.2.3.1: the load token is mandatory for delegated management (the combined
@@ -356,9 +354,6 @@ fn install_for_install(
     {
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
-    if registry.applications.len() >= MAX_APPLICATIONS {
-        return refuse(Sw::NOT_ENOUGH_MEMORY);
-    }
     // The ISD installs for the load file's domain; an SSD for itself.
     let associated_sd = if authority.is_issuer() {
         load_file.associated_sd
@@ -387,6 +382,8 @@ fn install_for_install(
         app_data: Vec::new(),
         keys: Vec::new(),
     });
+    // Registry quotas (applications, entries per SSD, install parameters): 6A84.
+    crate::quotas::check_registry(ctx.state)?;
     if authority == Authority::Delegated {
         // Install receipt (GP C.5.2), or the combined one (C.5.6) naming the load file's SD.
         let mut fields = Vec::new();
@@ -467,6 +464,7 @@ fn registry_update(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         }
         app.associated_sd = sd;
     }
+    crate::quotas::check_registry(ctx.state)?;
     ok(alloc::vec![0x00])
 }
 
@@ -511,6 +509,7 @@ fn extradite(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
         app.keys.clear();
     }
     app.associated_sd = sd;
+    crate::quotas::check_registry(ctx.state)?;
     ok(alloc::vec![0x00])
 }
 

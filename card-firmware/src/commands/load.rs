@@ -80,6 +80,7 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
     }
     let (elf, sd) = (entry.aid, entry.associated_sd);
     ctx.state.registry.load_files.push(entry);
+    crate::quotas::check_registry(ctx.state)?;
     if session.authority == Authority::Delegated {
         // Load receipt (GP C.5.1).
         let mut fields = Vec::new();

@@ -22,9 +22,6 @@ use crate::keys::{Dek, Key, KeySet, KeyType};
 use crate::session::{ok, Ctx};
 use crate::Sw;
 
-/// Most key sets a domain holds.
-const MAX_KEY_SETS: usize = 8;
-
 fn bad() -> Error {
     Error::Refused(Sw::INCORRECT_DATA)
 }
@@ -142,9 +139,6 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
         if kvn_taken(sets, new_kvn, 0) {
             return refuse(Sw::INCORRECT_DATA);
         }
-        if sets.len() >= MAX_KEY_SETS {
-            return refuse(Sw::NOT_ENOUGH_MEMORY);
-        }
         sets.push(KeySet {
             kvn: new_kvn,
             keys: new_keys,
@@ -186,5 +180,11 @@ pub(crate) fn put_key(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseAp
             set.sequence_counter = 0;
         }
     }
+    // Over any key quota (sets, keys per set, key bytes): 6A84, nothing stored.
+    let domain = ctx
+        .state
+        .domain(&sd)
+        .ok_or(Error::Refused(Sw::CONDITIONS_NOT_SATISFIED))?;
+    crate::quotas::check_domain_keys(domain)?;
     ok(response)
 }
