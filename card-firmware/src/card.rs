@@ -97,6 +97,12 @@ impl<S: Storage> Card<S> {
         self.ram.lfdb_decryptions
     }
 
+    /// The largest encoded state the journal holds (its slot size as formatted, less the
+    /// header).
+    pub fn max_state_len(&self) -> usize {
+        self.journal.max_record()
+    }
+
     /// The storage medium.
     pub fn storage(&self) -> &S {
         self.journal.storage()

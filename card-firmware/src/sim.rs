@@ -12,7 +12,7 @@ use crate::keys::ScpConfig;
 use crate::state::{CardState, FabSettings};
 use crate::storage::FileStorage;
 
-/// Size of a card image: two journal slots of 64 KiB.
+/// Size of a card image: the format block and two journal slots of just under 64 KiB.
 pub const IMAGE_SIZE: usize = 128 * 1024;
 
 /// The default transport key K (`40..4F`).
@@ -207,6 +207,11 @@ impl SimCard {
     /// The committed card state (for `card-sim info` and tests).
     pub fn state(&self) -> Option<&CardState> {
         self.card.as_ref().map(|c| c.state())
+    }
+
+    /// The largest state the image's journal slots hold, as the image was formatted.
+    pub fn max_state_len(&self) -> Option<usize> {
+        self.card.as_ref().map(|c| c.max_state_len())
     }
 
     /// The image path.

@@ -12,6 +12,12 @@
 //!   header carries a counter and a SHA-256 checksum over header and payload. Recovery reads both
 //!   slots and keeps the valid one with the highest counter, and never writes, so a power cut during
 //!   recovery is harmless. A cut at any write therefore leaves either the old or the new record.
+//! - The medium starts with a format block, written once when the card is formatted and never
+//!   again: magic, the slot size, a checksum. Recovery takes the slot size from there, not from the
+//!   medium's length, so a damaged or resized image (a large sparse file, a header claiming 4 GB)
+//!   never makes the card allocate more than one slot; slots are at most [`MAX_SLOT`] bytes.
+//!   Media formatted before the format block existed are read with the old layout (two halves of the
+//!   medium), their records bounded by [`MAX_SLOT`] as well.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -209,13 +215,90 @@ const MAGIC: [u8; 4] = *b"PIJ1";
 /// magic(4) ‖ counter(4) ‖ length(4) ‖ checksum(16)
 const HEADER_LEN: usize = 28;
 const CHECKSUM_LEN: usize = 16;
+const FORMAT_MAGIC: [u8; 4] = *b"PIF2";
+/// magic(4) ‖ slot size(4) ‖ checksum(16), at offset 0.
+const FORMAT_LEN: usize = 24;
+
+/// Largest journal slot (header included): the most recovery ever allocates for a record. The
+/// card's state with every quota full is under 48 KiB (docs/card-firmware.md, "Quotas").
+pub const MAX_SLOT: usize = 256 * 1024;
 
 /// Two-slot journal holding one record; see the module docs for the protocol.
 #[derive(Debug)]
 pub struct Journal<S: Storage> {
     storage: S,
+    /// Where the slots start and how large each is, as formatted.
+    layout: Layout,
     /// Slot holding the current record and its counter.
     current: (usize, u32),
+}
+
+/// Where a medium's two slots are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    /// Offset of slot 0 (slot 1 follows it).
+    base: usize,
+    /// Size of each slot, header included.
+    slot_size: usize,
+}
+
+impl Layout {
+    fn offset(self, slot: usize) -> usize {
+        self.base
+            .saturating_add(slot.saturating_mul(self.slot_size))
+    }
+
+    fn max_record(self) -> usize {
+        self.slot_size.min(MAX_SLOT).saturating_sub(HEADER_LEN)
+    }
+}
+
+fn format_checksum(slot_size: u32) -> [u8; CHECKSUM_LEN] {
+    let mut h = Sha256::new();
+    h.update(FORMAT_MAGIC);
+    h.update(slot_size.to_be_bytes());
+    let digest = h.finalize();
+    let mut out = [0u8; CHECKSUM_LEN];
+    for (o, d) in out.iter_mut().zip(digest.iter()) {
+        *o = *d;
+    }
+    out
+}
+
+/// The layout of `storage`: from its format block, or the layout of media formatted before it
+/// existed (two halves), bounded by [`MAX_SLOT`] either way.
+fn read_layout<S: Storage>(storage: &S) -> Result<Layout> {
+    let capacity = storage.capacity();
+    if capacity < FORMAT_LEN {
+        return Err(Error::Corrupt("storage too small for a journal"));
+    }
+    let mut block = [0u8; FORMAT_LEN];
+    storage.read(0, &mut block)?;
+    let mut r = crate::codec::Reader::new(&block);
+    let magic = r.array::<4>()?;
+    let size = r.u32()?;
+    let sum = r.array::<CHECKSUM_LEN>()?;
+    let formatted: bool =
+        subtle::ConstantTimeEq::ct_eq(&format_checksum(size)[..], &sum[..]).into();
+    if magic == FORMAT_MAGIC && formatted {
+        let slot_size = usize::try_from(size).unwrap_or(usize::MAX);
+        let fits = slot_size
+            .checked_mul(2)
+            .and_then(|n| n.checked_add(FORMAT_LEN))
+            .is_some_and(|end| end <= capacity);
+        if !(HEADER_LEN..=MAX_SLOT).contains(&slot_size) || !fits {
+            return Err(Error::Corrupt("format block names an impossible slot size"));
+        }
+        return Ok(Layout {
+            base: FORMAT_LEN,
+            slot_size,
+        });
+    }
+    // Before the format block: two halves of the medium.
+    Ok(Layout {
+        base: 0,
+        slot_size: capacity / 2,
+    })
 }
 
 fn checksum(counter: u32, payload: &[u8]) -> [u8; CHECKSUM_LEN] {
@@ -233,37 +316,56 @@ fn checksum(counter: u32, payload: &[u8]) -> [u8; CHECKSUM_LEN] {
 }
 
 impl<S: Storage> Journal<S> {
-    fn slot_size(storage: &S) -> usize {
-        storage.capacity() / 2
-    }
-
     /// Largest record that fits.
     pub fn max_record(&self) -> usize {
-        Self::slot_size(&self.storage).saturating_sub(HEADER_LEN)
+        self.layout.max_record()
     }
 
-    /// Write the first record into slot 0 of blank (or to-be-discarded) storage.
-    pub fn format(storage: S, record: &[u8]) -> Result<Self> {
+    /// The size of each slot, header included, as the medium was formatted.
+    pub fn slot_size(&self) -> usize {
+        self.layout.slot_size
+    }
+
+    /// Format blank (or to-be-discarded) storage: the format block with the slot size (half of
+    /// what follows it, at most [`MAX_SLOT`]), then the first record into slot 0.
+    pub fn format(mut storage: S, record: &[u8]) -> Result<Self> {
+        let slot_size = (storage.capacity().saturating_sub(FORMAT_LEN) / 2).min(MAX_SLOT);
+        if slot_size < HEADER_LEN {
+            return Err(Error::Corrupt("storage too small for a journal"));
+        }
+        let size = u32::try_from(slot_size).map_err(|_| Error::StorageFull)?;
+        let mut block = Vec::with_capacity(FORMAT_LEN);
+        block.extend_from_slice(&FORMAT_MAGIC);
+        block.extend_from_slice(&size.to_be_bytes());
+        block.extend_from_slice(&format_checksum(size));
+        storage.write(0, &block)?;
         // Start from "slot 1 holds counter 0" so the first commit goes to slot 0 with counter 1;
         // invalidate slot 1 in case the medium held an older image.
+        let layout = Layout {
+            base: FORMAT_LEN,
+            slot_size,
+        };
         let mut journal = Self {
             storage,
+            layout,
             current: (1, 0),
         };
-        let slot1 = Self::slot_size(&journal.storage);
-        journal.storage.write(slot1, &[0u8; HEADER_LEN])?;
+        journal
+            .storage
+            .write(layout.offset(1), &[0u8; HEADER_LEN])?;
         journal.commit(record)?;
         Ok(journal)
     }
 
     /// Recover the newest valid record. Never writes.
     pub fn open(storage: S) -> Result<(Self, Vec<u8>)> {
-        if Self::slot_size(&storage) < HEADER_LEN {
+        let layout = read_layout(&storage)?;
+        if layout.slot_size < HEADER_LEN {
             return Err(Error::Corrupt("storage too small for a journal"));
         }
         let mut best: Option<(usize, u32, Vec<u8>)> = None;
         for slot in 0..2 {
-            if let Some((counter, payload)) = Self::read_slot(&storage, slot)? {
+            if let Some((counter, payload)) = Self::read_slot(&storage, layout, slot)? {
                 let newer = match &best {
                     Some((_, c, _)) => counter > *c,
                     None => true,
@@ -277,6 +379,7 @@ impl<S: Storage> Journal<S> {
             Some((slot, counter, payload)) => Ok((
                 Self {
                     storage,
+                    layout,
                     current: (slot, counter),
                 },
                 payload,
@@ -285,9 +388,8 @@ impl<S: Storage> Journal<S> {
         }
     }
 
-    fn read_slot(storage: &S, slot: usize) -> Result<Option<(u32, Vec<u8>)>> {
-        let slot_size = Self::slot_size(storage);
-        let base = slot.saturating_mul(slot_size);
+    fn read_slot(storage: &S, layout: Layout, slot: usize) -> Result<Option<(u32, Vec<u8>)>> {
+        let base = layout.offset(slot);
         let mut header = [0u8; HEADER_LEN];
         storage.read(base, &mut header)?;
         let mut r = crate::codec::Reader::new(&header);
@@ -295,7 +397,10 @@ impl<S: Storage> Journal<S> {
         let counter = r.u32()?;
         let len = usize::try_from(r.u32()?).unwrap_or(usize::MAX);
         let sum = r.array::<CHECKSUM_LEN>()?;
-        if magic != MAGIC || len > slot_size.saturating_sub(HEADER_LEN) {
+        // The payload lies inside the slot: what recovery allocates is bounded by the formatted
+        // slot size (and by MAX_SLOT for media formatted before the format block), never by the
+        // length a damaged header claims.
+        if magic != MAGIC || len > layout.max_record() {
             return Ok(None);
         }
         let mut payload = vec![0u8; len];
@@ -314,7 +419,7 @@ impl<S: Storage> Journal<S> {
         let (cur_slot, cur_counter) = self.current;
         let target = 1 - cur_slot.min(1);
         let counter = cur_counter.checked_add(1).ok_or(Error::StorageFull)?;
-        let base = target.saturating_mul(Self::slot_size(&self.storage));
+        let base = self.layout.offset(target);
         let unit = self.storage.write_unit();
         let mut offset = base.saturating_add(HEADER_LEN);
         for chunk in record.chunks(unit) {
@@ -380,6 +485,80 @@ mod tests {
         assert_eq!(j.commit(&[0u8; 100]), Err(Error::StorageFull));
         let (_, rec) = Journal::open(j.into_storage()).unwrap();
         assert_eq!(rec, b"old");
+    }
+
+    /// A medium in the layout from before the format block: slot 0 at offset 0, slot 1 at half
+    /// the capacity, `record` in slot 0.
+    fn legacy_image(capacity: usize, record: &[u8], claimed_len: u32) -> RamStorage {
+        let mut storage = RamStorage::new(capacity, 16);
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&1u32.to_be_bytes());
+        header.extend_from_slice(&claimed_len.to_be_bytes());
+        header.extend_from_slice(&checksum(1, record));
+        storage.write(HEADER_LEN, record).unwrap();
+        storage.write(0, &header).unwrap();
+        storage
+    }
+
+    #[test]
+    fn media_from_before_the_format_block_still_open() {
+        let storage = legacy_image(1024, b"legacy", 6);
+        let (mut j, rec) = Journal::open(storage).unwrap();
+        assert_eq!(rec, b"legacy");
+        assert_eq!(j.slot_size(), 512);
+        j.commit(b"next").unwrap();
+        let (_, rec) = Journal::open(j.into_storage()).unwrap();
+        assert_eq!(rec, b"next");
+    }
+
+    #[test]
+    fn the_formatted_slot_size_survives_a_resized_medium() {
+        let mut j = Journal::format(RamStorage::new(1024, 16), b"one").unwrap();
+        j.commit(b"two").unwrap();
+        let slot = j.slot_size();
+        assert_eq!(slot, (1024 - FORMAT_LEN) / 2);
+        // The image grows (copied into a larger medium): the slots stay where they were.
+        let old = j.into_storage();
+        let mut bytes = vec![0u8; 1024];
+        old.read(0, &mut bytes).unwrap();
+        let mut bigger = RamStorage::new(64 * 1024, 16);
+        bigger.write(0, &bytes).unwrap();
+        let (j, rec) = Journal::open(bigger).unwrap();
+        assert_eq!(rec, b"two");
+        assert_eq!(j.slot_size(), slot);
+        // Slots never exceed MAX_SLOT, however large the medium.
+        let j = Journal::format(RamStorage::new(2 * MAX_SLOT + 4096, 16), b"x").unwrap();
+        assert_eq!(j.slot_size(), MAX_SLOT);
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_a_slot_is_not_read() {
+        // A legacy header claiming 4 GB: not a record (whatever the medium's size, recovery reads
+        // at most one slot); the other slot is empty, so there is no state.
+        let storage = legacy_image(4096, b"legacy", u32::MAX);
+        assert!(matches!(Journal::open(storage), Err(Error::Corrupt(_))));
+        // The same in the formatted layout: the damaged newer slot is skipped, the older wins.
+        let mut j = Journal::format(RamStorage::new(4096, 16), b"older").unwrap();
+        j.commit(b"newer").unwrap();
+        let slot = j.slot_size();
+        let mut storage = j.into_storage();
+        let len_at = FORMAT_LEN + slot + 8;
+        storage.write(len_at, &u32::MAX.to_be_bytes()).unwrap();
+        let (_, rec) = Journal::open(storage).unwrap();
+        assert_eq!(rec, b"older");
+    }
+
+    #[test]
+    fn a_damaged_format_block_is_not_trusted() {
+        let j = Journal::format(RamStorage::new(1024, 16), b"one").unwrap();
+        let mut storage = j.into_storage();
+        // A slot size that does not fit the medium, with a valid checksum.
+        let size = 10_000u32;
+        let mut block = FORMAT_MAGIC.to_vec();
+        block.extend_from_slice(&size.to_be_bytes());
+        block.extend_from_slice(&format_checksum(size));
+        storage.write(0, &block).unwrap();
+        assert!(matches!(Journal::open(storage), Err(Error::Corrupt(_))));
     }
 
     #[test]

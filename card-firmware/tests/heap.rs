@@ -509,3 +509,61 @@ fn ram_per_apdu_with_every_quota_full() {
     // The worst-case state fits the card-sim image's slot (128 KiB image, 64 KiB slots).
     assert!(state + 28 <= 64 * 1024, "worst-case state {state} bytes");
 }
+
+/// A damaged image in a large sparse file: a journal header claiming a 4 GB record. Recovery
+/// reads at most one slot of the size the card was formatted with (or `MAX_SLOT` for images from
+/// before the format block), so opening it allocates kilobytes, not gigabytes.
+#[test]
+fn a_damaged_sparse_image_allocates_at_most_one_slot() {
+    use card_firmware::sim::SimCard;
+    use card_firmware::storage::{FileStorage, Journal, MAX_SLOT};
+    use std::io::{Seek, SeekFrom, Write};
+    const SPARSE: u64 = 16 << 30;
+    let dir = tempfile::tempdir().unwrap();
+
+    // An image from before the format block: slot 0's header at offset 0.
+    let legacy = dir.path().join("legacy.img");
+    let mut f = std::fs::File::create(&legacy).unwrap();
+    let mut header = b"PIJ1".to_vec();
+    header.extend_from_slice(&1u32.to_be_bytes());
+    header.extend_from_slice(&u32::MAX.to_be_bytes());
+    header.extend_from_slice(&[0u8; 16]);
+    f.write_all(&header).unwrap();
+    f.set_len(SPARSE).unwrap();
+    drop(f);
+    let (opened, _, peak) = counted(|| {
+        FileStorage::open(&legacy)
+            .map_err(|_| card_firmware::Error::StorageIo)
+            .and_then(Journal::open)
+            .map(|_| ())
+    });
+    assert!(opened.is_err(), "no valid record");
+    assert!(peak <= MAX_SLOT as i64, "opening allocated {peak} bytes");
+
+    // A card-sim image, one more commit in slot 1, then slot 1's header damaged and the file
+    // grown: the older state comes back, through at most one slot's allocation.
+    let image = dir.path().join("card.img");
+    let mut sim = SimCard::create(&image, &Default::default()).unwrap();
+    let before = sim.state().unwrap().clone();
+    let mut iu = vec![0x80, 0x50, 0x00, 0x00, 0x08];
+    iu.extend_from_slice(&[1; 8]);
+    assert_eq!(
+        sw(&sim.transmit(&iu)),
+        0x9000,
+        "INITIALIZE UPDATE commits its counter"
+    );
+    let slot = sim.max_state_len().unwrap() + 28;
+    drop(sim);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap();
+    f.seek(SeekFrom::Start((24 + slot + 8) as u64)).unwrap();
+    f.write_all(&u32::MAX.to_be_bytes()).unwrap();
+    f.set_len(SPARSE).unwrap();
+    drop(f);
+    let (sim, _, peak) = counted(|| SimCard::open(&image));
+    let sim = sim.unwrap();
+    assert_eq!(sim.state().unwrap(), &before);
+    assert!(peak <= 4 * slot as i64, "opening allocated {peak} bytes");
+}

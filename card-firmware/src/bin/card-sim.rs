@@ -123,7 +123,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!(
                 "state:       {} bytes of {} per journal slot",
                 state.to_bytes().len(),
-                card_firmware::sim::IMAGE_SIZE / 2 - 28
+                card.max_state_len().unwrap_or(0)
             );
             println!(
                 "ISD:         A000000151000000, SCP{:02X} i={:02X}, failed authentications {}/{}, \
