@@ -9,6 +9,7 @@ use gp_core::tlv::TlvReader;
 use crate::aid::Aid;
 use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
+use crate::privileges::Privileges;
 use crate::registry::Application;
 use crate::session::{ok, Ctx};
 use crate::Sw;
@@ -96,6 +97,15 @@ fn delete_content(
         if registry.applications.iter().any(|a| a.associated_sd == aid)
             || registry.load_files.iter().any(|f| f.associated_sd == aid)
         {
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
+        let controlling = registry
+            .applications
+            .get(pos)
+            .is_some_and(|a| a.privileges.has(Privileges::MANDATED_DAP_VERIFICATION));
+        if controlling {
+            // The mandated-DAP domain (controlling authority) constrains every load; deleting
+            // it would lift that constraint, so it stays.
             return refuse(Sw::CONDITIONS_NOT_SATISFIED);
         }
         registry.applications.remove(pos);

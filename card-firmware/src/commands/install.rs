@@ -452,6 +452,12 @@ fn registry_update(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         if p.has(Privileges::MANDATED_DAP_VERIFICATION) && mandated_elsewhere {
             return refuse(Sw::CONDITIONS_NOT_SATISFIED);
         }
+        let mandated = Privileges::MANDATED_DAP_VERIFICATION;
+        if app.privileges.has(mandated) && !p.has(mandated) {
+            // The mandated-DAP domain is the controlling authority: it constrains what the
+            // issuer loads, so the issuer cannot take its privilege away.
+            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+        }
         app.privileges = p;
     }
     if let Some(sd) = new_sd {
