@@ -279,9 +279,13 @@ impl<S: Storage> Card<S> {
     }
 
     fn initialize_update(&mut self, cmd: &CommandApdu) -> ResponseApdu {
+        // A new secure channel session starts: every session-bound sequence of the old one ends,
+        // the personalisation session included (its STORE DATA must not continue under a new,
+        // possibly lower, security level).
         self.ram.load = None;
         self.ram.status = None;
         self.ram.store_next = 0;
+        self.ram.perso = None;
         let mut next = self.state.clone();
         let mut channel = Channel::None;
         let sd = self.ram.selected;
@@ -358,6 +362,12 @@ impl<S: Storage> Card<S> {
             Ok(resp) => {
                 if next != self.state {
                     if let Err(e) = self.commit(next) {
+                        if plain.ins == 0xE2 {
+                            // Not stored, so refused: the STORE DATA sequence ends as after any
+                            // refused block, and no block counter has moved on.
+                            self.ram.perso = None;
+                            self.ram.store_next = 0;
+                        }
                         return ResponseApdu::status(e.sw());
                     }
                 }

@@ -129,17 +129,7 @@ pub(crate) fn install_for_load(
         // An SSD loads for itself only.
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
-    if sd_aid != ISD_AID {
-        let sd = ctx
-            .state
-            .registry
-            .application(&sd_aid)
-            .filter(|a| a.domain.is_some())
-            .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-        if sd.life_cycle.is_locked() {
-            return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-        }
-    }
+    crate::commands::load::sd_still_accepts(ctx.state, &sd_aid)?;
     if !matches!(hash.len(), 0 | 20 | 32 | 48 | 64) {
         return refuse(Sw::INCORRECT_DATA);
     }
@@ -273,7 +263,9 @@ fn install_for_install(
         if !elf_field.is_empty() && elf_field != load_file.aid.as_bytes() {
             return refuse(Sw::INCORRECT_DATA);
         }
-        // Nothing may have taken its AIDs since the load began.
+        // Its domain must still be there, and nothing may have taken its AIDs since the load
+        // began.
+        crate::commands::load::sd_still_accepts(ctx.state, &load_file.associated_sd)?;
         let registry = &ctx.state.registry;
         if registry.aid_in_use(&load_file.aid)
             || load_file.modules.iter().any(|m| registry.aid_in_use(m))

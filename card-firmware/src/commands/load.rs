@@ -114,6 +114,23 @@ pub(crate) fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
     out
 }
 
+/// Refuse unless `sd` is the ISD or a registered, unlocked security domain (`6A88` gone, `6985`
+/// locked).
+pub(crate) fn sd_still_accepts(state: &CardState, sd: &Aid) -> Result<()> {
+    if *sd == crate::aid::ISD_AID {
+        return Ok(());
+    }
+    let app = state
+        .registry
+        .application(sd)
+        .filter(|a| a.domain.is_some())
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    if app.life_cycle.is_locked() {
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    Ok(())
+}
+
 /// Whether loads associated with `sd` must arrive ciphered (GP 2.3.1 §11.6.2.3).
 pub(crate) fn ciphered_required(state: &CardState, sd: &Aid) -> bool {
     state
@@ -249,6 +266,9 @@ fn hash_candidates<D: Digest + Clone>(data: &[u8], first: usize, len: u64) -> [u
 /// file that does not parse all end the same way: `6A80`.
 fn complete(session: &LoadSession, ctx: &mut Ctx<'_>) -> Result<LoadFile> {
     let state = &*ctx.state;
+    // The domain the load file is for must still be there (it may have been deleted or locked
+    // since INSTALL [for load]): a load file belongs to a domain and passes its DAP checks.
+    sd_still_accepts(state, &session.sd_aid)?;
     let mut daps: Vec<(Aid, &[u8])> = Vec::new();
     let mut plain: Option<&[u8]> = None;
     let mut icv: Option<&[u8]> = None;
