@@ -465,6 +465,44 @@ fn extradite_personalised_purse() {
     check("INSTALL [for extradition]", setup, step, &none);
 }
 
+#[test]
+fn registry_update_of_personalised_purse() {
+    // INSTALL [for registry update]: new privileges and a new domain in one commit; the key the
+    // old domain gave the purse is dropped with it.
+    let setup: &Setup = &|card, t| {
+        purse_ready(card, t);
+        assert_eq!(
+            t.send(card, cmd(0x80, 0xE2, 0x90, 0x00, &perso_data())).sw,
+            0x9000
+        );
+        assert_eq!(
+            t.send(
+                card,
+                cmd(0x80, 0xE6, 0x0C, 0x00, &install_ssd_data(0x80, false))
+            )
+            .sw,
+            0x9000
+        );
+    };
+    let step: &Setup = &|card, t| {
+        let mut d = Vec::new();
+        lv(&mut d, &SSD);
+        d.push(0);
+        lv(&mut d, &PURSE);
+        lv(&mut d, &[0x10]);
+        d.extend_from_slice(&[0, 0]);
+        let r = t.send(card, cmd(0x80, 0xE6, 0x40, 0x00, &d));
+        if !card.storage().power_lost() {
+            assert_eq!(r.sw, 0x9000);
+            let purse = card_firmware::aid::Aid::new(&PURSE).unwrap();
+            let app = card.state().registry.application(&purse).unwrap();
+            assert!(app.keys.is_empty());
+            assert_eq!(app.privileges.0, [0x10, 0, 0]);
+        }
+    };
+    check("INSTALL [for registry update]", setup, step, &none);
+}
+
 // ---- Combined load and install, delegated management, key deletion ----------------------------
 
 /// The combined process up to its last LOAD (ISD).
