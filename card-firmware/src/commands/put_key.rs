@@ -3,9 +3,12 @@
 //!
 //! Secret key components arrive encrypted: under the static DEK of the key set that opened an
 //! SCP03 session (AES-CBC, Amendment D §6.2.8), or under the SCP02 session DEK (3DES-ECB,
-//! GPC E.4.7); public DAP keys (RSA, ECC P-256) arrive in clear. The payload is framed by gp-core's `commands::put_key`. The whole command is one
-//! atomic change: every key is decrypted and checked before the next state is touched. Chained
-//! PUT KEY (P1 b8) is not supported and answers `6A86`.
+//! GPC E.4.7); public DAP keys (RSA, ECC P-256) arrive in clear. The payload is framed by
+//! gp-core's `commands::put_key`. The whole command is one atomic change: every key is decrypted
+//! and checked before the next state is touched, and the domain's key quotas
+//! ([`crate::quotas`]) are checked on the result (`6A84`). A replaced set's sequence counter
+//! restarts only when the whole set is replaced with new channel keys, so no recorded session
+//! can replay. Chained PUT KEY (P1 b8) is not supported and answers `6A86`.
 
 use alloc::vec::Vec;
 
