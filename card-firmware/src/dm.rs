@@ -1,5 +1,6 @@
-//! Who may manage card content, and delegated management's tokens and receipts (GP 2.3.1 §9.1,
-//! Appendix C.4 and C.5, §11.1.6).
+//! Who may manage card content and how loads are checked (which domains verify DAPs, whether a
+//! load must be ciphered, whether its domain still accepts it), and delegated management's tokens
+//! and receipts (GP 2.3.1 §9.1, Appendix C.4 and C.5, §11.1.6).
 //!
 //! Card content management (INSTALL [for load / install / make selectable], LOAD, DELETE) is done
 //! by the ISD, by a supplementary security domain with Authorized Management (for its own content,
@@ -198,6 +199,49 @@ pub(crate) fn confirmation(
     write_len(&mut out, conf.len());
     out.extend_from_slice(&conf);
     Ok(out)
+}
+
+/// Security domains whose DAP must verify before a load associated with `sd` completes: `sd`
+/// itself when it has DAP Verification (or Mandated DAP Verification), and every SD with
+/// Mandated DAP Verification (GP 2.3.1 §9.2.1, C.3).
+pub(crate) fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
+    let mut out = Vec::new();
+    for app in &state.registry.applications {
+        if app.domain.is_none() {
+            continue;
+        }
+        let p = app.privileges;
+        let dap = p.has(Privileges::DAP_VERIFICATION);
+        let mandated = p.has(Privileges::MANDATED_DAP_VERIFICATION);
+        if mandated || (dap && app.aid == *sd) {
+            out.push(app.aid);
+        }
+    }
+    out
+}
+
+/// Refuse unless `sd` is the ISD or a registered, unlocked security domain (`6A88` gone, `6985`
+/// locked).
+pub(crate) fn load_target_accepts(state: &CardState, sd: &Aid) -> Result<()> {
+    if *sd == crate::aid::ISD_AID {
+        return Ok(());
+    }
+    let app = state
+        .registry
+        .application(sd)
+        .filter(|a| a.domain.is_some())
+        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
+    if app.life_cycle.is_locked() {
+        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
+    }
+    Ok(())
+}
+
+/// Whether loads associated with `sd` must arrive ciphered (GP 2.3.1 §11.6.2.3).
+pub(crate) fn ciphered_required(state: &CardState, sd: &Aid) -> bool {
+    state
+        .privileges(sd)
+        .is_some_and(|p| p.has(Privileges::CIPHERED_LOAD_FILE_DATA_BLOCK))
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::tlv::TlvReader;
 
 use crate::aid::{Aid, ISD_AID};
-use crate::commands::load::{ciphered_required, dap_authorities};
 use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
 use crate::keys::{DomainKeys, Key, KeySet, ScpConfig};
@@ -129,13 +128,13 @@ pub(crate) fn install_for_load(
         // An SSD loads for itself only.
         return refuse(Sw::CONDITIONS_NOT_SATISFIED);
     }
-    crate::commands::load::sd_still_accepts(ctx.state, &sd_aid)?;
+    dm::load_target_accepts(ctx.state, &sd_aid)?;
     if !matches!(hash.len(), 0 | 20 | 32 | 48 | 64) {
         return refuse(Sw::INCORRECT_DATA);
     }
     // GP C.2: DAP blocks, ciphered load files and delegated loads need the hash.
-    let needs_hash = !dap_authorities(ctx.state, &sd_aid).is_empty()
-        || ciphered_required(ctx.state, &sd_aid)
+    let needs_hash = !dm::dap_authorities(ctx.state, &sd_aid).is_empty()
+        || dm::ciphered_required(ctx.state, &sd_aid)
         || authority == Authority::Delegated;
     if needs_hash && hash.is_empty() {
         return refuse(Sw::INCORRECT_DATA);
@@ -265,7 +264,7 @@ fn install_for_install(
         }
         // Its domain must still be there, and nothing may have taken its AIDs since the load
         // began.
-        crate::commands::load::sd_still_accepts(ctx.state, &load_file.associated_sd)?;
+        dm::load_target_accepts(ctx.state, &load_file.associated_sd)?;
         let registry = &ctx.state.registry;
         if registry.aid_in_use(&load_file.aid)
             || load_file.modules.iter().any(|m| registry.aid_in_use(m))

@@ -28,7 +28,6 @@ use crate::cap;
 use crate::dm::{self, Authority};
 use crate::error::{refuse, Error, Result};
 use crate::keys::{Key, KeyType, DAP_KVN, LFDB_KVN};
-use crate::privileges::Privileges;
 use crate::registry::LoadFile;
 use crate::session::{ok, Ctx, LoadSession};
 use crate::state::CardState;
@@ -93,49 +92,6 @@ pub(crate) fn load(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu>
         )?);
     }
     ok(alloc::vec![0x00])
-}
-
-/// Security domains whose DAP must verify before a load associated with `sd` completes: `sd`
-/// itself when it has DAP Verification (or Mandated DAP Verification), and every SD with
-/// Mandated DAP Verification (GP 2.3.1 §9.2.1, C.3).
-pub(crate) fn dap_authorities(state: &CardState, sd: &Aid) -> Vec<Aid> {
-    let mut out = Vec::new();
-    for app in &state.registry.applications {
-        if app.domain.is_none() {
-            continue;
-        }
-        let p = app.privileges;
-        let dap = p.has(Privileges::DAP_VERIFICATION);
-        let mandated = p.has(Privileges::MANDATED_DAP_VERIFICATION);
-        if mandated || (dap && app.aid == *sd) {
-            out.push(app.aid);
-        }
-    }
-    out
-}
-
-/// Refuse unless `sd` is the ISD or a registered, unlocked security domain (`6A88` gone, `6985`
-/// locked).
-pub(crate) fn sd_still_accepts(state: &CardState, sd: &Aid) -> Result<()> {
-    if *sd == crate::aid::ISD_AID {
-        return Ok(());
-    }
-    let app = state
-        .registry
-        .application(sd)
-        .filter(|a| a.domain.is_some())
-        .ok_or(Error::Refused(Sw::REFERENCED_DATA_NOT_FOUND))?;
-    if app.life_cycle.is_locked() {
-        return refuse(Sw::CONDITIONS_NOT_SATISFIED);
-    }
-    Ok(())
-}
-
-/// Whether loads associated with `sd` must arrive ciphered (GP 2.3.1 §11.6.2.3).
-pub(crate) fn ciphered_required(state: &CardState, sd: &Aid) -> bool {
-    state
-        .privileges(sd)
-        .is_some_and(|p| p.has(Privileges::CIPHERED_LOAD_FILE_DATA_BLOCK))
 }
 
 /// The key `kvn`/id 1 of security domain `sd`, as the SD's service would use it.
@@ -268,7 +224,7 @@ fn complete(session: &LoadSession, ctx: &mut Ctx<'_>) -> Result<LoadFile> {
     let state = &*ctx.state;
     // The domain the load file is for must still be there (it may have been deleted or locked
     // since INSTALL [for load]): a load file belongs to a domain and passes its DAP checks.
-    sd_still_accepts(state, &session.sd_aid)?;
+    dm::load_target_accepts(state, &session.sd_aid)?;
     let mut daps: Vec<(Aid, &[u8])> = Vec::new();
     let mut plain: Option<&[u8]> = None;
     let mut icv: Option<&[u8]> = None;
@@ -296,7 +252,7 @@ fn complete(session: &LoadSession, ctx: &mut Ctx<'_>) -> Result<LoadFile> {
             _ => return refuse(Sw::INCORRECT_DATA),
         }
     }
-    let must_cipher = ciphered_required(state, &session.sd_aid);
+    let must_cipher = dm::ciphered_required(state, &session.sd_aid);
     match (plain, ciphered) {
         (Some(_), None) if icv.is_none() => {
             if must_cipher {
@@ -311,7 +267,7 @@ fn complete(session: &LoadSession, ctx: &mut Ctx<'_>) -> Result<LoadFile> {
         _ => return refuse(Sw::INCORRECT_DATA),
     }
     let expected = session.lfdb_hash.as_slice();
-    let authorities = dap_authorities(state, &session.sd_aid);
+    let authorities = dm::dap_authorities(state, &session.sd_aid);
     // A ciphered LFDB, or one a DAP authority must sign, is only ever checked against the hash
     // announced in INSTALL [for load]: without one there is nothing to verify first.
     if expected.is_empty() && (ciphered.is_some() || !authorities.is_empty()) {
@@ -383,6 +339,7 @@ mod tests {
     use crate::aid::ISD_AID;
     use crate::keys::{KeySet, ScpConfig};
     use crate::lifecycle::AppLifeCycle;
+    use crate::privileges::Privileges;
     use crate::registry::Application;
     use crate::session::Transient;
     use crate::state::FabSettings;

@@ -4,8 +4,9 @@
 //! [`Ctx`] over the *next* card state (a copy); it commits that copy once when the handler
 //! succeeds and discards it when the handler refuses, so a refused command changes nothing.
 //! Handlers depend on the command context ([`crate::session`]) and the domain state below it,
-//! never on the pipeline or on each other except where one GP command hands over to the next
-//! (INSTALL [for load] opens the session LOAD continues).
+//! never on the pipeline or on each other: where one GP command hands over to the next (INSTALL
+//! [for load] opens the session LOAD continues), they share it through the context, and the load
+//! rules both apply live in [`crate::dm`].
 
 use gp_core::apdu::{CommandApdu, ResponseApdu};
 
