@@ -13,6 +13,10 @@ use crate::keys::{DomainKeys, KeyHandle};
 use crate::lifecycle::AppLifeCycle;
 use crate::privileges::Privileges;
 
+/// The first state format whose applications carry the keys they were given (older records are
+/// read with none).
+pub(crate) const FORMAT_VERSION_APP_KEYS: u8 = 4;
+
 /// An executable load file (LOADED) and the executable modules it contains.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadFile {
@@ -117,7 +121,7 @@ impl Persist for Application {
                 None
             },
             app_data: r.bytes()?.to_vec(),
-            keys: if r.version() >= crate::state::FORMAT_VERSION_APP_KEYS {
+            keys: if r.version() >= FORMAT_VERSION_APP_KEYS {
                 decode_list(r)?
             } else {
                 Vec::new()

@@ -151,6 +151,11 @@ impl Ctx<'_> {
     }
 }
 
+/// Whether `cla` is a GlobalPlatform (proprietary) class byte.
+pub(crate) fn is_gp_class(cla: u8) -> bool {
+    cla & 0x80 != 0
+}
+
 /// `9000` with data.
 pub(crate) fn ok(data: Vec<u8>) -> Result<ResponseApdu> {
     Ok(ResponseApdu::new(data, Sw::NO_ERROR))

@@ -15,10 +15,8 @@ use crate::registry::{LoadFile, Registry};
 /// Version 3 added the confirmation counter, version 4 the keys applications were given
 /// ([`crate::registry::Application::keys`]); versions 2 and 3 are still read (counter 0, no
 /// keys given).
-const FORMAT_VERSION: u8 = 4;
+const FORMAT_VERSION: u8 = crate::registry::FORMAT_VERSION_APP_KEYS;
 const FORMAT_VERSION_2: u8 = 2;
-/// The first format whose applications carry the keys they were given.
-pub(crate) const FORMAT_VERSION_APP_KEYS: u8 = 4;
 
 /// Length of the CPLC data (GET DATA `9F7F`).
 pub const CPLC_LEN: usize = 42;

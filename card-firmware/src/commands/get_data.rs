@@ -6,10 +6,10 @@ use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::tlv::write_tlv;
 
 use crate::aid::ISD_AID;
-use crate::commands::is_gp_class;
 use crate::error::{refuse, Error, Result};
 use crate::keys::DomainKeys;
 use crate::privileges::Privileges;
+use crate::session::is_gp_class;
 use crate::session::{ok, Ctx};
 use crate::Sw;
 

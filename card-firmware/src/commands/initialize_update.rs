@@ -7,10 +7,10 @@ use gp_core::{scp02, scp03};
 
 use crate::aid::{Aid, ISD_AID};
 use crate::channel::{Channel, Pending, Scp};
-use crate::commands::is_gp_class;
 use crate::error::{refuse, Error, Result};
 use crate::keys::KeyType;
 use crate::lifecycle::CardLifeCycle;
+use crate::session::is_gp_class;
 use crate::session::ok;
 use crate::state::CardState;
 use crate::Sw;

@@ -12,7 +12,7 @@ use gp_core::apdu::{CommandApdu, ResponseApdu};
 
 use crate::error::{refuse, Result};
 use crate::lifecycle::CardLifeCycle;
-use crate::session::Ctx;
+use crate::session::{is_gp_class, Ctx};
 use crate::Sw;
 
 pub(crate) mod delete;
@@ -26,11 +26,6 @@ pub(crate) mod put_key;
 pub(crate) mod select;
 pub(crate) mod set_status;
 pub(crate) mod store_data;
-
-/// Whether `cla` is a GlobalPlatform (proprietary) class byte.
-pub(crate) fn is_gp_class(cla: u8) -> bool {
-    cla & 0x80 != 0
-}
 
 /// Route a command (secure messaging already removed) to its handler.
 pub(crate) fn handle(ctx: &mut Ctx<'_>, cmd: &CommandApdu) -> Result<ResponseApdu> {
