@@ -74,7 +74,7 @@ pub struct BatchArgs {
     /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
     #[arg(long)]
     pub module: Option<PathBuf>,
-    /// Append a delivery record to this ledger (created if absent).
+    /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
     /// Cards per process: with a PIN from env: or file:, longer lists are run as a series of child
@@ -387,7 +387,7 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
     } else {
         args.ledger.as_deref()
     };
-    let mut records = Records::open(ledger, args.pin_source.is_scripted())?;
+    let mut records = Records::open(ledger, Some(&uri), args.module.as_deref(), &args.pin_source)?;
     let limit = if args.chunk_child {
         args.chunk
     } else {
@@ -507,7 +507,12 @@ fn run_in_chunks(args: &BatchArgs, total: u64) -> Result<(), Error> {
     // One ledger record for the whole run.
     let uri = TokenUri::parse(&args.master)?;
     let label = uri.object.clone().unwrap_or_default();
-    let mut records = Records::open(args.ledger.as_deref(), args.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        args.ledger.as_deref(),
+        Some(&uri),
+        args.module.as_deref(),
+        &args.pin_source,
+    )?;
     if records.is_open() {
         let hsm = Hsm::for_uri(&uri, args.module.as_deref())?;
         let session = hsm.open(&uri, &args.pin_source)?;

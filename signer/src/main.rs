@@ -43,7 +43,7 @@ enum Command {
     Personalise {
         #[command(flatten)]
         card: CardArgs,
-        /// Append a delivery record to this ledger (created if absent).
+        /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
@@ -56,7 +56,7 @@ enum Command {
         /// The security domain the load file goes to (the vendor's SSD); default the card domain.
         #[arg(long)]
         sd: Option<String>,
-        /// Append a delivery record to this ledger (created if absent).
+        /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
         #[arg(long)]
         ledger: Option<PathBuf>,
         #[command(flatten)]

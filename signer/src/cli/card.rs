@@ -3,7 +3,7 @@
 use super::{record_card_delivery, with_master, CardArgs};
 use clap::Subcommand;
 use gp_core::diversify::Scheme;
-use keyman::hsm::SecretKeyType;
+use keyman::hsm::{SecretKeyType, TokenUri};
 use signer::diversify::{derive_card_keys, Purpose};
 use signer::gp::{self, CardStateChange};
 use signer::records::{self, Records};
@@ -99,7 +99,12 @@ pub fn personalise(card: &CardArgs, ledger: Option<&Path>, dry: bool) -> Result<
         println!("would set the card INITIALIZED, then SECURED");
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = "signer personalise";
     let done = records.guard(run, |records| {
@@ -196,7 +201,12 @@ pub fn card_command(command: CardCommand, dry: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    let mut records = Records::open(ledger.as_deref(), card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger.as_deref(),
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = format!("signer card {}", change.state_name().to_lowercase());
     let kdd = records.guard(&run, |records| {
@@ -254,7 +264,12 @@ pub fn put_keys(
         );
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = "signer card put-keys";
     let (kdd, old, kcvs) = records.guard(run, |records| {
@@ -349,7 +364,12 @@ pub fn create_sd(
         records::print_dry_ledger(ledger, "delivery");
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = "signer card create-sd";
     let (kdd, (p1, entry)) = records.guard(run, |records| {

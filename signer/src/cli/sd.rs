@@ -52,7 +52,7 @@ pub struct SdPutKeysArgs {
     pub replace: bool,
     #[command(flatten)]
     pub token: TokenAccess,
-    /// Append a delivery record to this ledger (created if absent).
+    /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
 }
@@ -124,7 +124,12 @@ pub fn sd_put_keys(a: &SdPutKeysArgs, dry: bool) -> Result<(), Error> {
         records::print_dry_ledger(a.ledger.as_deref(), "delivery");
         return Ok(());
     }
-    let mut records = Records::open(a.ledger.as_deref(), a.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        a.ledger.as_deref(),
+        Some(&uri),
+        a.token.module.as_deref(),
+        &a.token.pin_source,
+    )?;
     let mut t = connect(&a.card)?;
     let run = "signer sd put-keys";
     let (kdd, kvn, put, channel_set) = records.guard(run, |records| {

@@ -41,9 +41,9 @@ impl World {
         let hsm = SoftHsm::new();
         hsm.init_token("issuer");
         hsm.init_token("vendor");
-        for (script, ledger) in [
-            ("issuer-master.ron", "issuer.jsonl"),
-            ("vendor-keys.ron", "vendor.jsonl"),
+        for (script, ledger, token) in [
+            ("issuer-master.ron", "issuer.jsonl", "issuer"),
+            ("vendor-keys.ron", "vendor.jsonl", "vendor"),
         ] {
             ok(hsm
                 .tool("keyman")
@@ -52,6 +52,12 @@ impl World {
                 .arg("--ledger")
                 .arg(hsm.path(ledger))
                 .args(["--pin-source", &pin_source()]));
+            // The ceremony started the ledger; anchoring it in the token is the explicit next step.
+            ok(hsm
+                .tool("keyman")
+                .args(["ledger", "anchor"])
+                .arg(hsm.path(ledger))
+                .args(["--token", token, "--pin-source", &pin_source()]));
         }
         hsm.keypair("vendor", "dap-rsa1024", "0301", "rsa:1024");
         hsm.keypair("vendor", "dap-rsa", "0302", "rsa:2048");
@@ -68,6 +74,36 @@ impl World {
     /// A path in the world's directory, as a string.
     pub fn p(&self, name: &str) -> String {
         self.hsm.path(name).display().to_string()
+    }
+
+    /// `keyman ledger init NAME --token TOKEN`: a new, empty ledger anchored in `token`; returns its path.
+    pub fn new_ledger(&self, name: &str, token: &str) -> String {
+        let path = self.p(name);
+        ok(self.hsm.tool("keyman").args([
+            "ledger",
+            "init",
+            &path,
+            "--token",
+            token,
+            "--pin-source",
+            &pin_source(),
+        ]));
+        path
+    }
+
+    /// `keyman ledger verify PATH --token TOKEN`.
+    pub fn verify_ledger(&self, path: &str, token: &str) -> Command {
+        let mut c = self.hsm.tool("keyman");
+        c.args([
+            "ledger",
+            "verify",
+            path,
+            "--token",
+            token,
+            "--pin-source",
+            &pin_source(),
+        ]);
+        c
     }
 
     /// `signer package hello.cap --out NAME` with more arguments.
