@@ -43,6 +43,10 @@ enum Command {
     Personalise {
         #[command(flatten)]
         card: CardArgs,
+        /// Put the new key set even when its ENC and MAC have the KCVs of the current keys (refused
+        /// otherwise: the same channel keys under a replaced key set let recorded sessions replay).
+        #[arg(long)]
+        allow_same_channel_keys: bool,
         /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
         #[arg(long)]
         ledger: Option<PathBuf>,
@@ -113,9 +117,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                     token,
                 },
         } => cli::keys::keys_derive(&master, scheme, &kdd, key_type.as_deref(), &token, dry),
-        Command::Personalise { card, ledger } => {
-            cli::card::personalise(&card, ledger.as_deref(), dry)
-        }
+        Command::Personalise {
+            card,
+            ledger,
+            allow_same_channel_keys,
+        } => cli::card::personalise(&card, ledger.as_deref(), allow_same_channel_keys, dry),
         Command::Deploy {
             package,
             card,

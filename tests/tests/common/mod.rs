@@ -248,7 +248,7 @@ pub fn aes_spec(
 
 /// Selects `aid` and opens its SCP03 channel (C-MAC and C-DEC) with the card's default transport keys
 /// (KVN 0), imported into `token` as session keys; runs `f` with the channel, the INITIALIZE UPDATE
-/// response and the transport DEK.
+/// response and the transport static keys.
 pub fn with_transport_channel<R>(
     t: &mut dyn signer::transport::Transport,
     token: &keyman::hsm::TokenSession<'_>,
@@ -256,7 +256,7 @@ pub fn with_transport_channel<R>(
     f: impl FnOnce(
         &mut signer::channel::SecureChannel<'_>,
         &gp_core::scp03::InitializeUpdateResponse,
-        keyman::hsm::KeyHandle,
+        signer::channel::StaticKeys,
     ) -> R,
 ) -> R {
     use keyman::hsm::{SecretKeyType, Usage};
@@ -287,7 +287,7 @@ pub fn with_transport_channel<R>(
         gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
     )
     .unwrap();
-    f(&mut ch, &iu, dek.handle())
+    f(&mut ch, &iu, keys)
 }
 
 /// The vendor opens the security domain `ssd` (just created by the issuer) with its default transport
@@ -298,7 +298,7 @@ pub fn replace_ssd_transport_keys(
     vendor: &keyman::hsm::TokenSession<'_>,
     ssd: &[u8],
 ) {
-    with_transport_channel(t, vendor, ssd, |ch, iu, dek| {
+    with_transport_channel(t, vendor, ssd, |ch, iu, current| {
         let ssd_master = vendor.find_secret_key("ssd-kmc").unwrap();
         let new = signer::diversify::derive_card_keys(
             vendor,
@@ -309,7 +309,7 @@ pub fn replace_ssd_transport_keys(
             signer::diversify::Purpose::PutKey,
         )
         .unwrap();
-        signer::gp::put_key_set(ch, vendor, dek, &new, iu.kvn, 0x01).unwrap();
+        signer::gp::put_key_set(ch, vendor, &current, &new, (iu.kvn, 0x01), false).unwrap();
     });
 }
 
