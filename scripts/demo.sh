@@ -35,10 +35,9 @@ softhsm2-util --show-slots | grep -E 'Label: +issuer' -B12 | grep -E 'Serial num
 
 step "key ceremony: ceremonies/issuer-master.ron"
 "$bin/keyman" ceremony run ceremonies/issuer-master.ron \
-  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl"
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl" --anchor-token issuer
 
-step "the ceremony started a new ledger: anchor its head in the issuer's token, then verify against it"
-"$bin/keyman" ledger anchor "$demo/issuer-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
+step "the ceremony started a new ledger and anchored its head in the issuer's token: verify against it"
 "$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
 
 master="pkcs11:token=issuer;object=isd-kmc"
@@ -66,8 +65,7 @@ step "the card's registry, as GET STATUS returns it"
 
 step "the vendor's keys: ceremonies/vendor-keys.ron in its own token"
 "$bin/keyman" ceremony run ceremonies/vendor-keys.ron \
-  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl"
-"$bin/keyman" ledger anchor "$demo/vendor-ledger.jsonl" --token vendor --pin-source env:POSTISSUE_DEMO_PIN
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl" --anchor-token vendor
 
 step "a card's per-card keys, derived in the token: only their check values are shown"
 kdd=$("$bin/card-sim" info --image "$demo/card.img" | awk '/^KDD:/ {print $2}')

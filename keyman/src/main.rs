@@ -68,6 +68,11 @@ enum CeremonyCommand {
         /// components, PIN shares), one owner-only file each.
         #[arg(long, value_name = "DIR", requires = "answers")]
         reveal_to: Option<PathBuf>,
+        /// The script's name of the token that anchors the new ledger: its head (entry count and last
+        /// hash) is kept there when the run ends, so a cut, deleted or replaced ledger shows at `keyman
+        /// ledger verify --token`. Without it, anchor the ledger next with `keyman ledger anchor`.
+        #[arg(long, value_name = "NAME")]
+        anchor_token: Option<String>,
     },
     /// Check a script without touching any token, and print its plan.
     Check {
@@ -250,6 +255,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     pin_source,
                     answers,
                     reveal_to,
+                    anchor_token,
                 },
         } => {
             let c = Ceremony::load(&script)?;
@@ -293,6 +299,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     "would record every step in a new ledger {}, and undo what the run made if a step fails",
                     ledger.display()
                 );
+                if let Some(name) = &anchor_token {
+                    println!("would anchor the ledger's head in token '{name}' when the run ends");
+                }
                 return Ok(());
             }
             let mut prompter: Box<dyn Prompter> = match &answers {
@@ -310,6 +319,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     module: cli.module.as_deref(),
                     prompter: prompter.as_mut(),
                     out: &mut out,
+                    anchor_in: anchor_token.as_deref(),
                 },
             )?;
             println!(
@@ -321,12 +331,18 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             println!("ledger fingerprint {}", report.fingerprint_hex);
             println!("read aloud         {}", report.fingerprint_words.join(" "));
-            println!(
-                "this run started the new ledger {}; anchor it before anything else appends: \
-                 keyman ledger anchor {} --token TOKEN",
-                ledger.display(),
-                ledger.display()
-            );
+            match &anchor_token {
+                Some(name) => println!(
+                    "this run started the new ledger {}, anchored in token '{name}'",
+                    ledger.display()
+                ),
+                None => println!(
+                    "this run started the new ledger {}; anchor it before anything else appends: \
+                     keyman ledger anchor {} --token TOKEN",
+                    ledger.display(),
+                    ledger.display()
+                ),
+            }
             Ok(())
         }
         Command::Keys {

@@ -51,13 +51,9 @@ impl World {
                 .arg(root().join("ceremonies").join(script))
                 .arg("--ledger")
                 .arg(hsm.path(ledger))
-                .args(["--pin-source", &pin_source()]));
-            // The ceremony started the ledger; anchoring it in the token is the explicit next step.
-            ok(hsm
-                .tool("keyman")
-                .args(["ledger", "anchor"])
-                .arg(hsm.path(ledger))
-                .args(["--token", token, "--pin-source", &pin_source()]));
+                .args(["--pin-source", &pin_source()])
+                // The ceremony starts the ledger and anchors its head in the token.
+                .args(["--anchor-token", token]));
         }
         hsm.keypair("vendor", "dap-rsa1024", "0301", "rsa:1024");
         hsm.keypair("vendor", "dap-rsa", "0302", "rsa:2048");
