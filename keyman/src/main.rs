@@ -447,6 +447,19 @@ fn ledger_command(
             unanchored,
             json,
         } => {
+            if dry_run {
+                match (&a.token, unanchored) {
+                    (Some(t), false) => println!(
+                        "dry run: would verify {} and compare its head with its anchor in token {t}",
+                        file.display()
+                    ),
+                    _ => println!(
+                        "dry run: would verify the chain of {} (no token)",
+                        file.display()
+                    ),
+                }
+                return Ok(());
+            }
             if unanchored {
                 let report = ledger::verify(&file)?;
                 print_head(&file, "chain intact", Head::from(&report), None, json);

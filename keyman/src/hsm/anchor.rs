@@ -13,6 +13,7 @@ use super::{Hsm, TokenSession, TokenUri};
 use crate::error::Error;
 use crate::ledger::anchor::{Head, ANCHOR_APPLICATION};
 use crate::pin::PinSource;
+use cryptoki::error::RvError;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState};
 
@@ -77,8 +78,23 @@ fn create(session: &Session, token: &str, label: &str, head: Head) -> Result<(),
     let mut t = template(label);
     t.push(Attribute::Private(true));
     t.push(Attribute::Value(head.to_value().to_vec()));
-    session.create_object(&t)?;
-    Ok(())
+    create_object(session, token, &t)
+}
+
+/// `C_CreateObject` of an anchor, with the one refusal an operator can act on made plain: some tokens
+/// (NSS softokn among them) keep no private token data objects at all.
+fn create_object(session: &Session, token: &str, template: &[Attribute]) -> Result<(), Error> {
+    match session.create_object(template) {
+        Ok(_) => Ok(()),
+        Err(cryptoki::error::Error::Pkcs11(RvError::AttributeValueInvalid, _)) => Err(Error::Unsupported(
+            format!(
+                "token '{token}' refuses private token data objects, so it cannot hold a ledger anchor \
+                 (NSS softokn is such a token); anchor the ledger in a token that keeps them (SoftHSM2, \
+                 most HSMs)"
+            ),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Moves the anchor from `from` to `to`. Tokens may refuse to change a data object's value (SoftHSM2
@@ -99,7 +115,7 @@ fn update(session: &Session, token: &str, label: &str, from: Head, to: Head) -> 
     let mut t = template(label);
     t.push(Attribute::Private(true));
     t.push(Attribute::Value(to.to_value().to_vec()));
-    session.create_object(&t)?;
+    create_object(session, token, &t)?;
     for (object, _) in old {
         session.destroy_object(object)?;
     }
