@@ -680,6 +680,25 @@ mod tests {
     }
 
     #[test]
+    fn prepared_entry_is_written_only_on_the_head_it_was_built_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let mut l = Ledger::create(&path).unwrap();
+        let first = l.prepare(body(1)).unwrap();
+        assert_eq!(first.head().entries, 1);
+        // Nothing is written until commit.
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        let stale = l.prepare(body(2)).unwrap();
+        let hash = l.commit(first).unwrap();
+        assert_eq!(l.head_state().hash, hash);
+        assert!(matches!(
+            l.commit(stale),
+            Err(LedgerError::ChangedUnderneath { .. })
+        ));
+        assert_eq!(verify(&path).unwrap().entries, 1);
+    }
+
+    #[test]
     fn empty_ledger_verifies_with_genesis_head() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l.jsonl");
