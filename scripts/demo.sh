@@ -35,8 +35,10 @@ softhsm2-util --show-slots | grep -E 'Label: +issuer' -B12 | grep -E 'Serial num
 
 step "key ceremony: ceremonies/issuer-master.ron"
 "$bin/keyman" ceremony run ceremonies/issuer-master.ron \
-  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl"
-"$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl"
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/issuer-ledger.jsonl" --anchor-token issuer
+
+step "the ceremony started a new ledger and anchored its head in the issuer's token: verify against it"
+"$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
 
 master="pkcs11:token=issuer;object=isd-kmc"
 
@@ -63,7 +65,7 @@ step "the card's registry, as GET STATUS returns it"
 
 step "the vendor's keys: ceremonies/vendor-keys.ron in its own token"
 "$bin/keyman" ceremony run ceremonies/vendor-keys.ron \
-  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl"
+  --pin-source env:POSTISSUE_DEMO_PIN --ledger "$demo/vendor-ledger.jsonl" --anchor-token vendor
 
 step "a card's per-card keys, derived in the token: only their check values are shown"
 kdd=$("$bin/card-sim" info --image "$demo/card.img" | awk '/^KDD:/ {print $2}')
@@ -101,7 +103,9 @@ step "post-issuance load of the signed vendor package: the SSD checks this card'
 
 step "the card's registry: the vendor's SSD and its application, SELECTABLE"
 "$bin/signer" card list --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
-"$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl"
-"$bin/keyman" ledger verify "$demo/vendor-ledger.jsonl"
+
+step "both ledgers against their anchors: every append above moved the anchor in its token"
+"$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
+"$bin/keyman" ledger verify "$demo/vendor-ledger.jsonl" --token vendor --pin-source env:POSTISSUE_DEMO_PIN
 
 step "done: tokens, ledgers, card image and packages are in $demo"

@@ -30,10 +30,7 @@ fn h(s: &str) -> Vec<u8> {
 
 /// The LFDB of the empty-2.2.1 CAP without Descriptor, in GP's component order.
 fn empty_cap_lfdb() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/fixtures/empty-2.2.1.cap"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/empty-2.2.1.cap");
     let file = std::fs::File::open(path).expect("fixture empty-2.2.1.cap");
     let mut zip = zip::ZipArchive::new(file).unwrap();
     let mut lfdb = Vec::new();

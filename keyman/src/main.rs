@@ -48,7 +48,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum CeremonyCommand {
-    /// Check a script and its tokens, then run it, recording every step in a new ledger.
+    /// Check a script and its tokens, then run it, recording every step in a new ledger that this run
+    /// starts (anchor it next with `keyman ledger anchor`).
     Run {
         /// The ceremony script (RON).
         script: PathBuf,
@@ -67,6 +68,11 @@ enum CeremonyCommand {
         /// components, PIN shares), one owner-only file each.
         #[arg(long, value_name = "DIR", requires = "answers")]
         reveal_to: Option<PathBuf>,
+        /// The script's name of the token that anchors the new ledger: its head (entry count and last
+        /// hash) is kept there when the run ends, so a cut, deleted or replaced ledger shows at `keyman
+        /// ledger verify --token`. Without it, anchor the ledger next with `keyman ledger anchor`.
+        #[arg(long, value_name = "NAME")]
+        anchor_token: Option<String>,
     },
     /// Check a script without touching any token, and print its plan.
     Check {
@@ -93,13 +99,112 @@ enum KeysCommand {
     },
 }
 
+/// The token that anchors a ledger (see `keyman ledger init`).
+#[derive(clap::Args, Debug)]
+struct AnchorToken {
+    /// The token holding the ledger's anchor: a label or an RFC 7512 URI.
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Where the token's PIN comes from: env:NAME or file:PATH (default: a no-echo prompt).
+    #[arg(long, value_name = "SOURCE", default_value = "prompt")]
+    pin_source: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum LedgerCommand {
-    /// Recompute a ledger's hash chain; name the first entry that does not fit.
+    /// Create a new, empty ledger and its anchor in a token: the explicit start of a ledger that
+    /// `signer` appends to. No tool creates a ledger implicitly.
+    ///
+    /// The anchor is a private data object in the token holding the ledger's head (entry count and
+    /// last hash); every append moves it, and `keyman ledger verify --token` compares the file with
+    /// it, so a cut, deleted or replaced ledger is caught by whoever holds the token.
+    Init {
+        /// The new ledger file (never overwritten).
+        file: PathBuf,
+        #[command(flatten)]
+        anchor: AnchorToken,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Anchor an existing ledger that has no anchor yet (the one a ceremony run has just started) in a
+    /// token, at its current head.
+    Anchor {
+        /// The ledger file.
+        file: PathBuf,
+        #[command(flatten)]
+        anchor: AnchorToken,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute a ledger's hash chain, naming the first entry that does not fit, and compare its head
+    /// with the anchor in the token.
     Verify {
         /// The ledger file.
         file: PathBuf,
+        #[command(flatten)]
+        anchor: AnchorToken,
+        /// Check the chain alone, without a token: a cut at an entry boundary, a deleted or a replaced
+        /// ledger is then not detected (compare the fingerprint with the paper form).
+        #[arg(long, conflicts_with = "token")]
+        unanchored: bool,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
+}
+
+/// A ledger's head as the ledger commands print it, in text or as JSON.
+fn print_head(
+    file: &std::path::Path,
+    what: &str,
+    head: keyman::ledger::Head,
+    token: Option<&str>,
+    json: bool,
+) {
+    let words = head.hash.words();
+    if json {
+        let value = serde_json::json!({
+            "ledger": file.display().to_string(),
+            "result": what,
+            "entries": head.entries,
+            "fingerprint_hex": head.hash.to_string(),
+            "fingerprint_words": words,
+            "anchor_token": token,
+        });
+        println!("{value}");
+        return;
+    }
+    println!("{}: {} entries, {what}", file.display(), head.entries);
+    println!("fingerprint {}", head.hash);
+    println!("read aloud  {}", words.join(" "));
+    match token {
+        Some(t) => println!("anchor      token '{t}' holds this head"),
+        None => println!(
+            "anchor      not checked (--unanchored): compare the fingerprint with the paper form"
+        ),
+    }
+}
+
+/// Opens the token named by `anchor` for the ledger commands.
+fn with_anchor_token<T>(
+    anchor: &AnchorToken,
+    module: Option<&std::path::Path>,
+    f: impl FnOnce(&keyman::hsm::TokenSession<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let token = anchor.token.as_deref().ok_or_else(|| {
+        Error::Script(
+            "name the token that anchors the ledger with --token (or pass --unanchored to verify)"
+                .into(),
+        )
+    })?;
+    let uri = TokenUri::parse(token)?;
+    // Parsed here rather than by clap, whose error would repeat the value (perhaps a PIN).
+    let pin_source: PinSource = anchor.pin_source.parse()?;
+    let hsm = Hsm::for_uri(&uri, module)?;
+    let session = hsm.open(&uri, &pin_source)?;
+    f(&session)
 }
 
 fn main() -> ExitCode {
@@ -150,6 +255,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     pin_source,
                     answers,
                     reveal_to,
+                    anchor_token,
                 },
         } => {
             let c = Ceremony::load(&script)?;
@@ -193,6 +299,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     "would record every step in a new ledger {}, and undo what the run made if a step fails",
                     ledger.display()
                 );
+                if let Some(name) = &anchor_token {
+                    println!("would anchor the ledger's head in token '{name}' when the run ends");
+                }
                 return Ok(());
             }
             let mut prompter: Box<dyn Prompter> = match &answers {
@@ -210,6 +319,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                     module: cli.module.as_deref(),
                     prompter: prompter.as_mut(),
                     out: &mut out,
+                    anchor_in: anchor_token.as_deref(),
                 },
             )?;
             println!(
@@ -221,6 +331,18 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             println!("ledger fingerprint {}", report.fingerprint_hex);
             println!("read aloud         {}", report.fingerprint_words.join(" "));
+            match &anchor_token {
+                Some(name) => println!(
+                    "this run started the new ledger {}, anchored in token '{name}'",
+                    ledger.display()
+                ),
+                None => println!(
+                    "this run started the new ledger {}; anchor it before anything else appends: \
+                     keyman ledger anchor {} --token TOKEN",
+                    ledger.display(),
+                    ledger.display()
+                ),
+            }
             Ok(())
         }
         Command::Keys {
@@ -242,17 +364,119 @@ fn run(cli: Cli) -> Result<(), Error> {
             );
             Ok(())
         }
-        Command::Ledger {
-            command: LedgerCommand::Verify { file },
+        Command::Ledger { command } => ledger_command(command, cli.dry_run, cli.module.as_deref()),
+    }
+}
+
+fn ledger_command(
+    command: LedgerCommand,
+    dry_run: bool,
+    module: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    use keyman::ledger::{self, anchor, Head, Ledger, LedgerError};
+    match command {
+        LedgerCommand::Init {
+            file,
+            anchor: a,
+            json,
         } => {
-            let report = keyman::ledger::verify(&file)?;
-            println!(
-                "{}: {} entries, chain intact",
-                file.display(),
-                report.entries
+            let label = anchor::anchor_label(&file)?;
+            if dry_run {
+                println!(
+                    "dry run: would create the empty ledger {} and its anchor '{label}' in token {}",
+                    file.display(),
+                    a.token.as_deref().unwrap_or("(none named)")
+                );
+                return Ok(());
+            }
+            if file.exists() {
+                return Err(LedgerError::AlreadyExists { path: file }.into());
+            }
+            let token = with_anchor_token(&a, module, |s| {
+                // Checked before the file is made, so a refusal leaves nothing behind.
+                s.refuse_existing_ledger_anchor(&label)?;
+                let ledger = Ledger::create(&file)?;
+                if let Err(e) = s.create_ledger_anchor(&label, ledger.head_state()) {
+                    drop(ledger);
+                    let _ = std::fs::remove_file(&file);
+                    return Err(e);
+                }
+                Ok(s.label().to_string())
+            })?;
+            print_head(
+                &file,
+                "new ledger, anchored",
+                Head::EMPTY,
+                Some(&token),
+                json,
             );
-            println!("fingerprint {}", report.fingerprint_hex);
-            println!("read aloud  {}", report.fingerprint_words.join(" "));
+            Ok(())
+        }
+        LedgerCommand::Anchor {
+            file,
+            anchor: a,
+            json,
+        } => {
+            let label = anchor::anchor_label(&file)?;
+            if dry_run {
+                println!(
+                    "dry run: would verify {} and anchor its head as '{label}' in token {}",
+                    file.display(),
+                    a.token.as_deref().unwrap_or("(none named)")
+                );
+                return Ok(());
+            }
+            let report = ledger::verify(&file)?;
+            let head = Head::from(&report);
+            let token = with_anchor_token(&a, module, |s| {
+                s.create_ledger_anchor(&label, head)?;
+                Ok(s.label().to_string())
+            })?;
+            print_head(
+                &file,
+                "chain intact, now anchored",
+                head,
+                Some(&token),
+                json,
+            );
+            Ok(())
+        }
+        LedgerCommand::Verify {
+            file,
+            anchor: a,
+            unanchored,
+            json,
+        } => {
+            if dry_run {
+                match (&a.token, unanchored) {
+                    (Some(t), false) => println!(
+                        "dry run: would verify {} and compare its head with its anchor in token {t}",
+                        file.display()
+                    ),
+                    _ => println!(
+                        "dry run: would verify the chain of {} (no token)",
+                        file.display()
+                    ),
+                }
+                return Ok(());
+            }
+            if unanchored {
+                let report = ledger::verify(&file)?;
+                print_head(&file, "chain intact", Head::from(&report), None, json);
+                return Ok(());
+            }
+            let label = anchor::anchor_label(&file)?;
+            let (token, anchored) = with_anchor_token(&a, module, |s| {
+                Ok((s.label().to_string(), s.ledger_anchor(&label)?))
+            })?;
+            let found = if file.exists() {
+                Some(Head::from(&ledger::verify(&file)?))
+            } else {
+                None
+            };
+            anchor::check(&file, &token, found, anchored)?;
+            let head = found.unwrap_or(Head::EMPTY);
+            print_head(&file, "chain intact", head, Some(&token), json);
             Ok(())
         }
     }

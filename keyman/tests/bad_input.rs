@@ -11,7 +11,7 @@
 mod common;
 
 use common::*;
-use postissue_tests::{fails, SoftHsm};
+use postissue_tests::{fails, ok, SoftHsm};
 use std::os::unix::fs::PermissionsExt;
 
 const GOOD: &str = r#"Ceremony(
@@ -195,7 +195,12 @@ fn wrong_component_kcv_aborts_and_undoes_the_run() {
         &hsm,
         &script(&hsm, "form.ron", &form),
         "form.jsonl",
-        &["--answers", &format!("file:{}", answers.display())],
+        &[
+            "--answers",
+            &format!("file:{}", answers.display()),
+            "--anchor-token",
+            "issuer",
+        ],
     );
     assert!(
         e.contains("component 2 of 'kek' (custodian bob) has KCV"),
@@ -214,6 +219,17 @@ fn wrong_component_kcv_aborts_and_undoes_the_run() {
 
     let ledger = hsm.path("work/form.jsonl");
     verify_ledger(&hsm, &ledger);
+    // The aborted run's ledger is anchored too: its abort record cannot be cut without trace.
+    let anchored = ok(keyman(&hsm).args([
+        "ledger",
+        "verify",
+        "form.jsonl",
+        "--token",
+        "issuer",
+        "--pin-source",
+        &pin_source(),
+    ]));
+    assert!(anchored.contains("3 entries, chain intact"), "{anchored}");
     let entries = ledger_entries(&ledger);
     let kinds: Vec<&str> = entries
         .iter()
@@ -316,7 +332,11 @@ fn ledger_edited_in_the_middle_is_named() {
     let edited = text.replacen("\"isd-kmc\"", "\"isd-kmx\"", 1);
     assert_ne!(text, edited);
     std::fs::write(&ledger, edited).unwrap();
-    let e = fails(keyman(&hsm).args(["ledger", "verify"]).arg(&ledger));
+    let e = fails(
+        keyman(&hsm)
+            .args(["ledger", "verify", "--unanchored"])
+            .arg(&ledger),
+    );
     assert!(e.contains("ledger.jsonl:2:"), "{e}");
 }
 
@@ -326,7 +346,11 @@ fn ledger_truncated_is_named() {
     let ledger = completed_ledger(&hsm);
     let text = std::fs::read_to_string(&ledger).unwrap();
     std::fs::write(&ledger, &text[..text.len() - 20]).unwrap();
-    let e = fails(keyman(&hsm).args(["ledger", "verify"]).arg(&ledger));
+    let e = fails(
+        keyman(&hsm)
+            .args(["ledger", "verify", "--unanchored"])
+            .arg(&ledger),
+    );
     assert!(e.contains("ledger.jsonl:3:"), "{e}");
     assert!(e.contains("truncated"), "{e}");
 }

@@ -74,6 +74,9 @@ fn help_texts_are_stable() {
         ("help-ceremony-check", &["ceremony", "check", "--help"]),
         ("help-ceremony-form", &["ceremony", "form", "--help"]),
         ("help-keys-list", &["keys", "list", "--help"]),
+        ("help-ledger", &["ledger", "--help"]),
+        ("help-ledger-init", &["ledger", "init", "--help"]),
+        ("help-ledger-anchor", &["ledger", "anchor", "--help"]),
         ("help-ledger-verify", &["ledger", "verify", "--help"]),
     ] {
         failures.extend(check(name, &keyman(args)));

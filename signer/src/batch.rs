@@ -74,7 +74,7 @@ pub struct BatchArgs {
     /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
     #[arg(long)]
     pub module: Option<PathBuf>,
-    /// Append a delivery record to this ledger (created if absent).
+    /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
     /// Cards per process: with a PIN from env: or file:, longer lists are run as a series of child
@@ -82,6 +82,10 @@ pub struct BatchArgs {
     /// in the process's memory until the process ends. 0 runs everything in one process.
     #[arg(long, default_value = "50000")]
     pub chunk: u64,
+    /// Put key sets even when their ENC and MAC have the KCVs of the cards' current keys (refused
+    /// otherwise: the same channel keys under a replaced key set let recorded sessions replay).
+    #[arg(long)]
+    pub allow_same_channel_keys: bool,
     /// Internal: this process is one chunk of a longer run (no ledger record, no further chunks).
     #[arg(long, hide = true)]
     pub chunk_child: bool,
@@ -111,6 +115,33 @@ struct Plan {
     current: Current,
     old_kvn: u8,
     new_kvn: u8,
+    allow_same_channel_keys: bool,
+}
+
+/// Refuses a batch whose new keys are every card's current keys: the same master (by KCV, computed in the
+/// token) with the same scheme derives the same ENC and MAC for every KDD, so the check is made once for
+/// the whole batch, before any card (see [`Error::SameChannelKeys`]).
+fn refuse_same_master(
+    session: &TokenSession<'_>,
+    current: (KeyHandle, Scheme),
+    new: (KeyHandle, Scheme),
+) -> Result<(), Error> {
+    if current.1 != new.1 {
+        return Ok(());
+    }
+    let (a, b) = (session.kcv(current.0)?, session.kcv(new.0)?);
+    if a.value == b.value && current.0.key_type() == new.0.key_type() {
+        return Err(Error::SameChannelKeys {
+            what: "batch: every card".into(),
+            same: format!(
+                "--master and --current-master have the same KCV {} and scheme {}, so they derive the \
+                 same keys for every KDD",
+                hex::encode_upper(a.value),
+                new.1
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The result line for one card (deterministic for a given card and keys).
@@ -149,6 +180,20 @@ fn card_line(
         Purpose::PutKey,
     )?;
     let (apdu, kcvs) = crate::gp::put_key_apdu(session, dek, &new, plan.old_kvn, plan.new_kvn)?;
+    if matches!(plan.current, Current::DefaultKey) && !plan.allow_same_channel_keys {
+        // The transport key is public test data: its KCV is computed here, not in the token.
+        let transport = gp_core::keys::AesKey::Aes128(crate::gp::DEFAULT_TRANSPORT_KEY);
+        let current = gp_core::kcv::kcv_aes(&transport);
+        if kcvs.first() == Some(&current) && kcvs.get(1) == Some(&current) {
+            return Err(Error::SameChannelKeys {
+                what: format!("card {} (line {})", hex::encode_upper(card.kdd), card.line),
+                same: format!(
+                    "ENC KCV {0}, MAC KCV {0}: the default transport key",
+                    hex::encode_upper(current)
+                ),
+            });
+        }
+    }
     let line = serde_json::json!({
         "line": card.line,
         "identity": card.identity,
@@ -371,6 +416,9 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
                 args.current_scheme,
                 SecretKeyType::Aes128,
             )?;
+            if !args.allow_same_channel_keys {
+                refuse_same_master(&session, (m, args.current_scheme), (master, args.scheme))?;
+            }
             Current::Master(m, args.current_scheme)
         }
         None => Current::DefaultKey,
@@ -381,13 +429,14 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
         current,
         old_kvn,
         new_kvn,
+        allow_same_channel_keys: args.allow_same_channel_keys,
     };
     let ledger = if args.chunk_child {
         None
     } else {
         args.ledger.as_deref()
     };
-    let mut records = Records::open(ledger, args.pin_source.is_scripted())?;
+    let mut records = Records::open(ledger, Some(&uri), args.module.as_deref(), &args.pin_source)?;
     let limit = if args.chunk_child {
         args.chunk
     } else {
@@ -507,7 +556,12 @@ fn run_in_chunks(args: &BatchArgs, total: u64) -> Result<(), Error> {
     // One ledger record for the whole run.
     let uri = TokenUri::parse(&args.master)?;
     let label = uri.object.clone().unwrap_or_default();
-    let mut records = Records::open(args.ledger.as_deref(), args.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        args.ledger.as_deref(),
+        Some(&uri),
+        args.module.as_deref(),
+        &args.pin_source,
+    )?;
     if records.is_open() {
         let hsm = Hsm::for_uri(&uri, args.module.as_deref())?;
         let session = hsm.open(&uri, &args.pin_source)?;

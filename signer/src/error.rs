@@ -22,6 +22,24 @@ pub enum Error {
         /// What the status word means.
         meaning: &'static str,
     },
+    /// A whole key set would replace the card's current one with ENC and MAC keys of the same check
+    /// values: the same channel keys under a new key version. GlobalPlatform restarts a key set's sequence
+    /// counter when the set is replaced, so with pseudo-random card challenges (SCP03 i=70, SCP02 i=55)
+    /// the card would issue the same challenges again and sessions recorded under the old set would
+    /// replay. Put keys derived from another master (or scheme), or pass `--allow-same-channel-keys` when
+    /// this is intended.
+    #[error(
+        "{what}: the new key set's ENC and MAC are the keys the card uses now ({same}); nothing was put. Keeping the channel keys across a key-set \
+         replacement opens a replay window: the card restarts its sequence counter, so with pseudo-random \
+         challenges it issues the same card challenges again and recorded sessions replay. Put keys from \
+         another master, or pass --allow-same-channel-keys if this is intended"
+    )]
+    SameChannelKeys {
+        /// What was being replaced (card, security domain, key versions).
+        what: String,
+        /// What shows they are the same: the shared ENC and MAC KCVs, or the shared master and scheme.
+        same: String,
+    },
     /// The card failed to prove it holds the expected keys.
     #[error("card authentication failed: {0}")]
     Authentication(String),

@@ -49,6 +49,7 @@ pub fn personalise(
     token: &TokenSession<'_>,
     master: KeyHandle,
     scheme: Scheme,
+    allow_same_channel_keys: bool,
 ) -> Result<Personalised, Error> {
     channel::select(t, &ISD_AID)?;
     let transport_keys = crate::sd::import_default_transport_keys(token)?;
@@ -66,7 +67,14 @@ pub fn personalise(
         SecretKeyType::Aes128,
         Purpose::PutKey,
     )?;
-    let kcvs = put_key_set(&mut ch, token, transport.dek, &new, old_kvn, ISSUER_KVN)?;
+    let kcvs = put_key_set(
+        &mut ch,
+        token,
+        &transport,
+        &new,
+        (old_kvn, ISSUER_KVN),
+        allow_same_channel_keys,
+    )?;
     for state in [INITIALIZED, SECURED] {
         ch.send_ok(&set_status(0x80, state, &[]), "SET STATUS")?;
     }
@@ -77,18 +85,30 @@ pub fn personalise(
     })
 }
 
-/// Sends one PUT KEY that replaces key set `old_kvn` (0: adds a set) with `new` as key set `new_kvn`, each key
-/// wrapped in the token under `dek` (the card's current static DEK; SCP03: AES-CBC with a zero IV). Checks
-/// that the card confirms exactly the KCVs the token computed. Returns those KCVs (GPC B.6 method).
+/// Sends one PUT KEY that replaces key set `old_kvn` (0: adds a set) with `new` as key set `new_kvn`
+/// (`kvns` is `(old_kvn, new_kvn)`), each key wrapped in the token under `current.dek` (the card's current
+/// static DEK; SCP03: AES-CBC with a zero IV). `current` holds the static keys this channel authenticated
+/// with, so they are the card's current keys; a new set whose ENC and MAC have their KCVs is refused
+/// before anything is sent unless `allow_same_channel_keys` ([`refuse_same_channel_keys`]). Checks that
+/// the card confirms exactly the KCVs the token computed. Returns those KCVs (GPC B.6 method).
 pub fn put_key_set(
     ch: &mut SecureChannel<'_>,
     token: &TokenSession<'_>,
-    dek: KeyHandle,
+    current: &StaticKeys,
     new: &CardKeys<'_, '_>,
-    old_kvn: u8,
-    new_kvn: u8,
+    kvns: (u8, u8),
+    allow_same_channel_keys: bool,
 ) -> Result<[[u8; 3]; 3], Error> {
-    let put_key = put_key_apdu(token, dek, new, old_kvn, new_kvn)?;
+    let (old_kvn, new_kvn) = kvns;
+    if !allow_same_channel_keys {
+        refuse_same_channel_keys(
+            token,
+            current,
+            new,
+            &format!("PUT KEY of key set {new_kvn:02X} replacing {old_kvn:02X}"),
+        )?;
+    }
+    let put_key = put_key_apdu(token, current.dek, new, old_kvn, new_kvn)?;
     let kcvs = put_key.1;
     let resp = ch.send_ok(&put_key.0, "PUT KEY")?;
     let confirmed = PutKeyResponse::parse(&resp.data)
@@ -103,6 +123,57 @@ pub fn put_key_set(
         )));
     }
     Ok(kcvs)
+}
+
+/// Refuses a new key set whose ENC and MAC are the static keys in use (`current`), by their KCVs. The
+/// current keys' KCVs are computed in the token from the keys the channel authenticated with: the card's
+/// key information template gives types and lengths, never check values, and a successful
+/// authentication proves these are the card's keys. See [`Error::SameChannelKeys`] for why equal channel
+/// keys under a replaced key set are a replay window.
+pub fn refuse_same_channel_keys(
+    token: &TokenSession<'_>,
+    current: &StaticKeys,
+    new: &CardKeys<'_, '_>,
+    what: &str,
+) -> Result<(), Error> {
+    let enc = same_key(token, current.enc, new.enc.handle())?;
+    let mac = same_key(token, current.mac, new.mac.handle())?;
+    if let (Some(enc), Some(mac)) = (enc, mac) {
+        return Err(Error::SameChannelKeys {
+            what: what.to_string(),
+            same: format!(
+                "ENC KCV {}, MAC KCV {}",
+                hex::encode_upper(enc),
+                hex::encode_upper(mac)
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The KCV `current` and `new` share, or `None` when they differ. Both are compared by one method: the
+/// token's encryption KCV when both keys may encrypt, else the zero-block check value the token keeps
+/// (`CKA_CHECK_VALUE`; a transport key imported for CMAC only cannot encrypt). A token that keeps no
+/// check value and cannot encrypt under the current key gives no answer, and nothing is refused.
+fn same_key(
+    token: &TokenSession<'_>,
+    current: KeyHandle,
+    new: KeyHandle,
+) -> Result<Option<[u8; 3]>, Error> {
+    let (a, b) = (token.kcv(current)?, token.kcv(new)?);
+    if a.method == b.method {
+        return Ok((a.value == b.value).then_some(a.value));
+    }
+    let kept = |key: KeyHandle| -> Result<Option<[u8; 3]>, Error> {
+        Ok(token
+            .key_info(key)?
+            .check_value
+            .and_then(|v| v.get(..3).and_then(|s| <[u8; 3]>::try_from(s).ok())))
+    };
+    Ok(match (kept(current)?, kept(new)?) {
+        (Some(x), Some(y)) if x == y => Some(x),
+        _ => None,
+    })
 }
 
 /// The PUT KEY command (before secure messaging) carrying `new` wrapped under `dek`, and the KCVs of the

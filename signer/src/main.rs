@@ -43,7 +43,11 @@ enum Command {
     Personalise {
         #[command(flatten)]
         card: CardArgs,
-        /// Append a delivery record to this ledger (created if absent).
+        /// Put the new key set even when its ENC and MAC have the KCVs of the current keys (refused
+        /// otherwise: the same channel keys under a replaced key set let recorded sessions replay).
+        #[arg(long)]
+        allow_same_channel_keys: bool,
+        /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
@@ -56,7 +60,7 @@ enum Command {
         /// The security domain the load file goes to (the vendor's SSD); default the card domain.
         #[arg(long)]
         sd: Option<String>,
-        /// Append a delivery record to this ledger (created if absent).
+        /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
         #[arg(long)]
         ledger: Option<PathBuf>,
         #[command(flatten)]
@@ -113,9 +117,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                     token,
                 },
         } => cli::keys::keys_derive(&master, scheme, &kdd, key_type.as_deref(), &token, dry),
-        Command::Personalise { card, ledger } => {
-            cli::card::personalise(&card, ledger.as_deref(), dry)
-        }
+        Command::Personalise {
+            card,
+            ledger,
+            allow_same_channel_keys,
+        } => cli::card::personalise(&card, ledger.as_deref(), allow_same_channel_keys, dry),
         Command::Deploy {
             package,
             card,

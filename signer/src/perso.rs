@@ -192,7 +192,7 @@ pub enum AppCommand {
         /// The token's PIN source and module.
         #[command(flatten)]
         token: TokenAccess,
-        /// Append a delivery record to this ledger (created if absent).
+        /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
@@ -241,7 +241,12 @@ pub fn run(command: AppCommand, dry: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    let mut records = Records::open(ledger.as_deref(), token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger.as_deref(),
+        Some(&uri),
+        token.module.as_deref(),
+        &token.pin_source,
+    )?;
     let (kdd, n) = records.guard("signer app personalise", |records| {
         let mut t = connect(&card)?;
         token.with_session(&uri, |session| {

@@ -4,39 +4,110 @@
 //! What is recorded: the package's SHA-256, the key's label with its KCV and method (or its public key),
 //! every DAP with its security domain and card, and the card acted on. Never a key, a PIN or a hash of one:
 //! the ledger's entry types have no field for them.
+//!
+//! A ledger is never created here: it must exist (`keyman ledger init`), so a deleted ledger is not
+//! silently started afresh. Every append is checked against, and then moves, the ledger's anchor in the
+//! run's token ([`keyman::ledger::anchor`]), so cutting entries, deleting or replacing the file shows at
+//! the next append and at `keyman ledger verify --token`. After each record the new head (entry count,
+//! fingerprint in hex and words) is printed, for the operator's log and the paper form.
 
 use crate::error::Error;
-use keyman::ledger::{EntryBody, EntryKind, Ledger, Output, Sha256Hash};
+use keyman::hsm::anchor::AnchorSession;
+use keyman::hsm::{Hsm, TokenUri};
+use keyman::ledger::{anchor, EntryBody, EntryKind, Head, Ledger, Output, Sha256Hash};
+use keyman::pin::PinSource;
 use std::path::Path;
 
 /// Most outputs put in one ledger entry: a line stays far below the ledger's 1 MiB line limit even with
 /// 512-byte RSA DAPs, so per-card DAPs for many cards are spread over several entries.
 pub const OUTPUTS_PER_ENTRY: usize = 500;
 
-/// Opens the ledger at `path` to append to it, creating it when there is no file yet. An existing ledger is
-/// verified first (keyman refuses to build on a broken chain).
+/// Opens the existing ledger at `path` to append to it, after verifying its chain. A missing file is an
+/// error ([`keyman::ledger::LedgerError::NotFound`]): ledgers are created explicitly, never here.
 pub fn open_ledger(path: &Path) -> Result<Ledger, Error> {
-    if path.exists() {
-        Ok(Ledger::open_append(path)?)
-    } else {
-        Ok(Ledger::create(path)?)
+    if !path.exists() {
+        return Err(keyman::ledger::LedgerError::NotFound {
+            path: path.to_path_buf(),
+        }
+        .into());
+    }
+    Ok(Ledger::open_append(path)?)
+}
+
+/// An open ledger with the token session that holds its anchor.
+struct Anchored {
+    ledger: Ledger,
+    anchor: AnchorSession,
+    label: String,
+}
+
+impl Anchored {
+    /// Fails unless the token's anchor holds exactly the head of the file as opened.
+    fn check(&self) -> Result<(), Error> {
+        let anchored = self.anchor.read(&self.label)?;
+        anchor::check(
+            self.ledger.path(),
+            self.anchor.token(),
+            Some(self.ledger.head_state()),
+            anchored,
+        )?;
+        Ok(())
+    }
+
+    /// Appends one entry: the anchor moves to the new head first, then the file is written. A token
+    /// failure leaves both as they were; a failed file write (a full disk) leaves the anchor one entry
+    /// ahead, which `keyman ledger verify` reports as the entry the file lacks.
+    fn append(&mut self, body: EntryBody) -> Result<Head, Error> {
+        let from = self.ledger.head_state();
+        let prepared = self.ledger.prepare(body)?;
+        let to = prepared.head();
+        self.anchor.update(&self.label, from, to)?;
+        self.ledger.commit(prepared)?;
+        Ok(to)
     }
 }
 
 /// An optional ledger: every `record` call is a no-op without `--ledger`.
 pub struct Records {
-    ledger: Option<Ledger>,
+    ledger: Option<Anchored>,
     scripted: bool,
 }
 
 impl Records {
-    /// Opens the ledger named on the command line, if any. `scripted` marks runs whose PIN came from a
-    /// named source rather than a person.
-    pub fn open(path: Option<&Path>, scripted: bool) -> Result<Records, Error> {
-        Ok(Records {
-            ledger: path.map(open_ledger).transpose()?,
-            scripted,
-        })
+    /// Opens the ledger named on the command line, if any, with a logged-in session on `token` (the
+    /// token the run uses, which holds the ledger's anchor; `module` and `pin` as for the run), and
+    /// checks the file against the anchor before the run does anything. A PIN from a named source marks
+    /// the records as scripted.
+    pub fn open(
+        path: Option<&Path>,
+        token: Option<&TokenUri>,
+        module: Option<&Path>,
+        pin: &PinSource,
+    ) -> Result<Records, Error> {
+        let scripted = pin.is_scripted();
+        let ledger = match path {
+            None => None,
+            Some(path) => {
+                let token = token.ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{}: a ledger is anchored in the run's token, and this run names no token key",
+                        path.display()
+                    ))
+                })?;
+                let label = anchor::anchor_label(path)?;
+                let ledger = open_ledger(path)?;
+                let hsm = Hsm::for_uri(token, module)?;
+                let anchor = hsm.open_anchor_session(token, pin)?;
+                let anchored = Anchored {
+                    ledger,
+                    anchor,
+                    label,
+                };
+                anchored.check()?;
+                Some(anchored)
+            }
+        };
+        Ok(Records { ledger, scripted })
     }
 
     /// Whether a ledger is open.
@@ -58,6 +129,7 @@ impl Records {
         let Some(ledger) = self.ledger.as_mut() else {
             return Ok(());
         };
+        ledger.check()?;
         let mut chunks: Vec<&[Output]> = many.chunks(OUTPUTS_PER_ENTRY).collect();
         if chunks.is_empty() {
             chunks.push(&[]);
@@ -76,7 +148,10 @@ impl Records {
             for o in common.iter().chain(chunk) {
                 body = body.output(o.clone());
             }
-            ledger.append(body)?;
+            let head = ledger.append(body)?;
+            if i + 1 == parts {
+                print_head(ledger.ledger.path(), head);
+            }
         }
         Ok(())
     }
@@ -97,9 +172,27 @@ impl Records {
     /// Records that a run stopped with `error` (only when a ledger is open).
     pub fn abort(&mut self, run: &str, error: &Error) {
         if let Some(ledger) = self.ledger.as_mut() {
-            let _ = ledger.append(EntryBody::abort(run, error.to_string()).scripted(self.scripted));
+            // Only on a ledger that still matches its anchor, and only while the run is logged in: an
+            // abort before the PIN was accepted leaves no record (nothing was done).
+            if ledger.check().is_ok() {
+                let body = EntryBody::abort(run, error.to_string()).scripted(self.scripted);
+                if let Ok(head) = ledger.append(body) {
+                    print_head(ledger.ledger.path(), head);
+                }
+            }
         }
     }
+}
+
+/// Prints a ledger's new head after an append: what the operator copies to the run's log or paper form.
+fn print_head(path: &Path, head: Head) {
+    println!(
+        "ledger        {}: {} entries, head {}",
+        path.display(),
+        head.entries,
+        head.hash
+    );
+    println!("read aloud    {}", head.hash.words().join(" "));
 }
 
 /// The ledger output for a package file's bytes.

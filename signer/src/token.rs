@@ -939,7 +939,7 @@ pub struct IssueArgs {
     /// The token's PIN source and module.
     #[command(flatten)]
     pub token: TokenAccess,
-    /// Append a signing record to this ledger (created if absent).
+    /// Append a signing record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
 }
@@ -1168,7 +1168,12 @@ pub fn run(command: TokenCommand, dry: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    let mut records = Records::open(args.ledger.as_deref(), args.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        args.ledger.as_deref(),
+        Some(&uri),
+        args.token.module.as_deref(),
+        &args.token.pin_source,
+    )?;
     let file = records.guard("signer token", |records| {
         args.token.with_session(&uri, |session| {
             let key = TokenKey::open(session, &label)?;
@@ -1250,7 +1255,12 @@ fn run_put_keys(
         );
         return Ok(());
     }
-    let mut records = Records::open(ledger, access.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&uri),
+        access.module.as_deref(),
+        &access.pin_source,
+    )?;
     let done = records.guard("signer token put-keys", |records| {
         let mut t = connect(card)?;
         access.with_session(&uri, |session| {
@@ -1383,7 +1393,12 @@ pub fn deploy(
         }
         return Ok(());
     }
-    let mut records = Records::open(ledger, access.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&uri),
+        access.module.as_deref(),
+        &access.pin_source,
+    )?;
     let outcomes = records.guard("signer deploy", |records| {
         let mut t = connect(card)?;
         let hsm = Hsm::for_uri(&uri, access.module.as_deref())?;

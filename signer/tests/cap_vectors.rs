@@ -1,8 +1,8 @@
 //! Known-answer tests for CAP → LFDB on real CAP files (GP-FACTS "Load files and DAP").
 //!
-//! The fixtures live outside the repository (`../shared/fixtures` beside the workspace). When they are
-//! absent each test says so and passes: the vectors are a cross-check against other tools, not a build
-//! requirement.
+//! The fixtures are the repository's copies under `fixtures/` (their provenance, licence and SHA-256
+//! are in `fixtures/README.md`). A missing or altered fixture fails the tests: the vectors are only
+//! worth something when they are checked.
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 
 use std::path::PathBuf;
@@ -10,23 +10,30 @@ use std::path::PathBuf;
 use sha1::Digest as _;
 use signer::cap::{CapFile, ComponentKind, LfdbPolicy, LoadFile};
 
-fn fixture(name: &str) -> Option<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures");
-    if !dir.is_dir() {
-        eprintln!(
-            "skipped: fixture directory {} is missing (CAP vectors come from outside the repo)",
-            dir.display()
-        );
-        return None;
-    }
-    let path = dir.join(name);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            eprintln!("skipped: cannot read fixture {}: {e}", path.display());
-            None
-        }
-    }
+/// The fixtures and their SHA-256, as `fixtures/README.md` records them.
+const FIXTURES: [(&str, &str); 2] = [
+    (
+        "empty-2.2.1.cap",
+        "107ed9e70410ddf6b52bce7dd761a750ec91a421d30a0f636353ecc04f729195",
+    ),
+    (
+        "helloworld.cap",
+        "728ea21d93b4306c29b779c033a1081659ed0e69eeb1077de80481d8f9652d97",
+    ),
+];
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = fixtures_dir().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read the CAP fixture {} ({e}): it is part of the repository (fixtures/README.md)",
+            path.display()
+        )
+    })
 }
 
 fn sha1_hex(data: &[u8]) -> String {
@@ -38,10 +45,25 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 #[test]
+fn fixtures_match_their_recorded_hashes() {
+    let readme = std::fs::read_to_string(fixtures_dir().join("README.md"))
+        .expect("fixtures/README.md records where each fixture comes from");
+    for (name, sha256) in FIXTURES {
+        assert_eq!(
+            sha256_hex(&fixture(name)).to_lowercase(),
+            sha256,
+            "fixtures/{name} differs from the copy taken from its source project"
+        );
+        assert!(
+            readme.contains(name) && readme.contains(sha256),
+            "fixtures/README.md must name {name} with its SHA-256 {sha256}"
+        );
+    }
+}
+
+#[test]
 fn empty_cap_lfdb_without_descriptor() {
-    let Some(bytes) = fixture("empty-2.2.1.cap") else {
-        return;
-    };
+    let bytes = fixture("empty-2.2.1.cap");
     let cap = CapFile::parse(&bytes).unwrap();
     let lfdb = cap.lfdb(LfdbPolicy::WithoutDescriptor);
     assert_eq!(lfdb.len(), 211);
@@ -54,9 +76,7 @@ fn empty_cap_lfdb_without_descriptor() {
 
 #[test]
 fn empty_cap_lfdb_with_descriptor() {
-    let Some(bytes) = fixture("empty-2.2.1.cap") else {
-        return;
-    };
+    let bytes = fixture("empty-2.2.1.cap");
     let cap = CapFile::parse(&bytes).unwrap();
     let lfdb = cap.lfdb(LfdbPolicy::WithDescriptor);
     assert_eq!(lfdb.len(), 283);
@@ -68,9 +88,7 @@ fn empty_cap_lfdb_with_descriptor() {
 
 #[test]
 fn empty_cap_typed_header_and_applet() {
-    let Some(bytes) = fixture("empty-2.2.1.cap") else {
-        return;
-    };
+    let bytes = fixture("empty-2.2.1.cap");
     let cap = CapFile::parse(&bytes).unwrap();
     assert_eq!(cap.package_aid(), hex::decode("0102030405").unwrap());
     assert_eq!(cap.package_name(), "testapplets/empty");
@@ -114,9 +132,7 @@ fn empty_cap_typed_header_and_applet() {
 
 #[test]
 fn helloworld_cap_lfdb_with_descriptor() {
-    let Some(bytes) = fixture("helloworld.cap") else {
-        return;
-    };
+    let bytes = fixture("helloworld.cap");
     let cap = CapFile::parse(&bytes).unwrap();
     assert_eq!(hex::encode_upper(cap.package_aid()), "D0D1D2D3D4D501");
     assert_eq!(
@@ -135,7 +151,7 @@ fn helloworld_cap_lfdb_with_descriptor() {
 #[test]
 fn ijc_round_trip_of_fixtures() {
     for name in ["empty-2.2.1.cap", "helloworld.cap"] {
-        let Some(bytes) = fixture(name) else { return };
+        let bytes = fixture(name);
         let cap = CapFile::parse(&bytes).unwrap();
         for policy in [LfdbPolicy::WithDescriptor, LfdbPolicy::WithoutDescriptor] {
             let lfdb = cap.lfdb(policy);
@@ -154,9 +170,7 @@ fn ijc_round_trip_of_fixtures() {
 fn install_for_load_vector_uses_the_parsed_aid() {
     // GP-FACTS: INSTALL [for load] of the empty CAP to the ISD with the SHA-256 LFDB hash. Built here from
     // the parsed package AID and the computed hash to show the typed values are the ones INSTALL needs.
-    let Some(bytes) = fixture("empty-2.2.1.cap") else {
-        return;
-    };
+    let bytes = fixture("empty-2.2.1.cap");
     let cap = CapFile::parse(&bytes).unwrap();
     let hash = sha2::Sha256::digest(cap.lfdb(LfdbPolicy::WithoutDescriptor));
     let isd = hex::decode("A000000151000000").unwrap();

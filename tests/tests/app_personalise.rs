@@ -125,6 +125,7 @@ fn the_purse_is_personalised_through_its_security_domain() {
     )
     .unwrap();
     std::fs::write(w.hsm.path("bad.hex"), "DF01 04 0001\n").unwrap();
+    w.new_ledger("perso.jsonl", "vendor");
     let personalise = |data: &str, master: &str| {
         let mut c = w.hsm.tool("signer");
         c.args([
@@ -170,10 +171,6 @@ fn the_purse_is_personalised_through_its_security_domain() {
             .any(|l| l.contains(PURSE) && l.contains(" 0F ") && l.contains(&format!("sd {SSD}"))),
         "{registry}"
     );
-    let verified = ok(w
-        .hsm
-        .tool("keyman")
-        .args(["ledger", "verify"])
-        .arg(w.hsm.path("perso.jsonl")));
+    let verified = ok(&mut w.verify_ledger(&w.p("perso.jsonl"), "vendor"));
     assert!(verified.contains("chain intact"), "{verified}");
 }

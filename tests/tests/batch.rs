@@ -88,10 +88,7 @@ fn batch_put_key_is_accepted_by_the_card_and_opens_its_issuer_channel() {
     // The card now answers to its per-card issuer keys, derived from the issuer's master.
     let reg = w.registry(&image);
     assert!(reg.contains("A000000151000000"), "{reg}");
-    let v = ok(w
-        .hsm
-        .tool("keyman")
-        .args(["ledger", "verify", &w.p("issuer.jsonl")]));
+    let v = ok(&mut w.verify_ledger(&w.p("issuer.jsonl"), "issuer"));
     assert!(v.contains("chain intact"), "{v}");
 }
 

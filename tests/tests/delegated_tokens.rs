@@ -99,6 +99,7 @@ fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
     ]));
     assert!(err.contains("never overwritten"), "{err}");
 
+    w.new_ledger("vendor-delivery.jsonl", "vendor");
     let deploy_to = |image: &str, pkg: &str, tokens: &str| {
         let mut c = w.hsm.tool("signer");
         c.args([
@@ -256,10 +257,6 @@ fn delegated_management_loads_with_the_issuers_tokens_and_receipts_verify() {
     assert!(w.registry(&image_b).contains(APPLET));
 
     // Deliveries and aborts are in the ledger, whose chain verifies.
-    let verified = ok(w
-        .hsm
-        .tool("keyman")
-        .args(["ledger", "verify"])
-        .arg(w.hsm.path("vendor-delivery.jsonl")));
+    let verified = ok(&mut w.verify_ledger(&w.p("vendor-delivery.jsonl"), "vendor"));
     assert!(verified.contains("chain intact"), "{verified}");
 }

@@ -30,12 +30,11 @@ struct Bench {
     _lock: MutexGuard<'static, ()>,
 }
 
-/// The bench, or `None` (the test prints why and passes) when pcscd or vpcd is not installed.
-fn bench(test: &str) -> Option<Bench> {
+/// The bench; the test fails, saying what to install, when pcscd or vpcd is not installed.
+fn bench(test: &str) -> Bench {
     let lock = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(why) = pcsc_stack::unavailable() {
-        eprintln!("skipped {test}: {why}");
-        return None;
+        panic!("{test} needs the PC/SC stack: {why}");
     }
     let python = interop_python();
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -49,11 +48,11 @@ fn bench(test: &str) -> Option<Bench> {
             "already running"
         }
     );
-    Some(Bench {
+    Bench {
         dir,
         pcscd,
         _lock: lock,
-    })
+    }
 }
 
 impl Bench {
@@ -132,9 +131,7 @@ fn has_prefix(out: &str, prefix: &str) {
 
 #[test]
 fn scp03_i70_authenticates_at_every_security_level() {
-    let Some(b) = bench("scp03_i70_authenticates_at_every_security_level") else {
-        return;
-    };
+    let b = bench("scp03_i70_authenticates_at_every_security_level");
     let card = b.card("scp03", "03");
     let out = b.scenario(
         &card,
@@ -170,9 +167,7 @@ fn scp03_i70_authenticates_at_every_security_level() {
 
 #[test]
 fn scp02_i55_authenticates_at_its_security_levels() {
-    let Some(b) = bench("scp02_i55_authenticates_at_its_security_levels") else {
-        return;
-    };
+    let b = bench("scp02_i55_authenticates_at_its_security_levels");
     let card = b.card("scp02", "02");
     // i=55 has no R-MAC (GPC E.1.1, b6 = 0): levels 00, 01 and 03.
     let out = b.scenario(
@@ -188,9 +183,7 @@ fn scp02_i55_authenticates_at_its_security_levels() {
 
 #[test]
 fn audit_matches_card_sim_info() {
-    let Some(b) = bench("audit_matches_card_sim_info") else {
-        return;
-    };
+    let b = bench("audit_matches_card_sim_info");
     for (scp, kvn, level) in [("03", "30", "03"), ("02", "20", "01")] {
         let card = b.card(&format!("audit{scp}"), scp);
         let out = b.scenario(&card, "audit.py", &["--kvn", kvn, "--level", level]);
@@ -217,9 +210,7 @@ fn audit_matches_card_sim_info() {
 
 #[test]
 fn put_key_new_and_replaced_sets_then_authenticate() {
-    let Some(b) = bench("put_key_new_and_replaced_sets_then_authenticate") else {
-        return;
-    };
+    let b = bench("put_key_new_and_replaced_sets_then_authenticate");
     for (scp, kvn, new, kind) in [("03", "30", "31", "AES"), ("02", "20", "21", "DES")] {
         let card = b.card(&format!("putkey{scp}"), scp);
         let out = b.scenario(
@@ -250,9 +241,7 @@ fn put_key_new_and_replaced_sets_then_authenticate() {
 
 #[test]
 fn load_install_select_delete_demo_cap() {
-    let Some(b) = bench("load_install_select_delete_demo_cap") else {
-        return;
-    };
+    let b = bench("load_install_select_delete_demo_cap");
     let cap = b.demo_cap();
     let cap = cap.to_str().expect("utf-8 path");
     // SCP03 under C-DEC with 12 more instances (GET STATUS needs '6310'), then SCP02 under C-MAC.
@@ -294,18 +283,13 @@ fn load_install_select_delete_demo_cap() {
 
 #[test]
 fn load_install_select_delete_helloworld_cap() {
-    let cap = root().join("../shared/fixtures/helloworld.cap");
-    if !cap.exists() {
-        eprintln!(
-            "skipped load_install_select_delete_helloworld_cap: the CAP fixture {} is not there \
-             (it comes with the shared/ folder beside the repository)",
-            cap.display()
-        );
-        return;
-    }
-    let Some(b) = bench("load_install_select_delete_helloworld_cap") else {
-        return;
-    };
+    let cap = root().join("fixtures/helloworld.cap");
+    assert!(
+        cap.exists(),
+        "the CAP fixture {} is missing: it is part of the repository (fixtures/README.md)",
+        cap.display()
+    );
+    let b = bench("load_install_select_delete_helloworld_cap");
     // Under full protection: C-DEC, R-ENC, C-MAC and R-MAC.
     let card = b.card("hello", "03");
     let out = b.scenario(
@@ -333,9 +317,7 @@ fn load_install_select_delete_helloworld_cap() {
 
 #[test]
 fn set_status_application_and_card_life_cycles() {
-    let Some(b) = bench("set_status_application_and_card_life_cycles") else {
-        return;
-    };
+    let b = bench("set_status_application_and_card_life_cycles");
     let cap = b.demo_cap();
     let card = b.card("life", "03");
     let out = b.scenario(
@@ -367,18 +349,14 @@ fn set_status_application_and_card_life_cycles() {
 
 #[test]
 fn manage_channel_is_refused_by_the_open() {
-    let Some(b) = bench("manage_channel_is_refused_by_the_open") else {
-        return;
-    };
+    let b = bench("manage_channel_is_refused_by_the_open");
     let out = b.finding("channel", "manage-channel");
     has_line(&out, "OK findings manage-channel");
 }
 
 #[test]
 fn store_data_block_numbers_are_checked() {
-    let Some(b) = bench("store_data_block_numbers_are_checked") else {
-        return;
-    };
+    let b = bench("store_data_block_numbers_are_checked");
     let out = b.finding("storedata", "store-data-sequence");
     has_line(&out, "OK findings store-data-sequence");
 }

@@ -414,10 +414,15 @@ fn one_ledger_verify_covers_the_ceremony_signing_and_delivery() {
     ok(&mut w.package_per_card("l.pkg", &["--ledger", &vendor_ledger]));
     let image = w.card("a", KDD_A);
     ok(&mut w.deploy(&w.p("l.pkg"), &image, &["--ledger", &issuer_ledger]));
-    for (ledger, kinds) in [
-        (&vendor_ledger, ["\"kind\":\"signing\"", "\"type\":\"dap\""]),
+    for (ledger, token, kinds) in [
+        (
+            &vendor_ledger,
+            "vendor",
+            ["\"kind\":\"signing\"", "\"type\":\"dap\""],
+        ),
         (
             &issuer_ledger,
+            "issuer",
             ["\"kind\":\"delivery\"", "\"type\":\"card\""],
         ),
     ] {
@@ -426,7 +431,7 @@ fn one_ledger_verify_covers_the_ceremony_signing_and_delivery() {
             assert!(text.contains(k), "{k} in {text}");
         }
         assert!(text.contains("ceremony-start"));
-        let v = ok(w.hsm.tool("keyman").args(["ledger", "verify", ledger]));
+        let v = ok(&mut w.verify_ledger(ledger, token));
         assert!(v.contains("chain intact"), "{v}");
     }
     let text = std::fs::read_to_string(&vendor_ledger).unwrap();

@@ -1,6 +1,6 @@
 //! Delivery through the real PC/SC stack: `card-sim serve` behind pcscd's vpcd reader, and `signer` with
-//! `--card pcsc:READER` personalising the card and loading a package. Skips (with a message) when pcscd or
-//! the vpcd driver is not installed; otherwise waits for the machine-wide bench lock (`Pcscd::start`),
+//! `--card pcsc:READER` personalising the card and loading a package. Fails, saying what to install, when
+//! pcscd or the vpcd driver is not installed; otherwise waits for the machine-wide bench lock (`Pcscd::start`),
 //! starts its own pcscd when none runs, stops only the processes it started, and fails when the reader
 //! shows a card that is not its own.
 
@@ -16,8 +16,7 @@ const READER: &str = "Virtual PCD 00 00";
 #[test]
 fn personalise_and_deploy_through_pcscd() {
     if let Some(why) = pcsc_stack::unavailable() {
-        eprintln!("skipped: {why}");
-        return;
+        panic!("delivery through pcscd needs the PC/SC stack: {why}");
     }
     let logs = tempfile::tempdir().unwrap();
     // Holds the bench lock until the end of the test (dropped after `_sim`).

@@ -27,7 +27,18 @@ fn issued_card() -> (SoftHsm, String) {
         out.contains("3DES-ECB(00*8)"),
         "KCV printed with its method: {out}"
     );
-    let verified = ok(hsm.tool("keyman").args(["ledger", "verify"]).arg(&ledger));
+    // The ceremony started the ledger; anchoring it in the token is the explicit next step.
+    let token_args = ["--token", "issuer", "--pin-source", &pin_source()];
+    ok(hsm
+        .tool("keyman")
+        .args(["ledger", "anchor"])
+        .arg(&ledger)
+        .args(token_args));
+    let verified = ok(hsm
+        .tool("keyman")
+        .args(["ledger", "verify"])
+        .arg(&ledger)
+        .args(token_args));
     assert!(verified.contains("chain intact"), "{verified}");
 
     let image = hsm.path("card.img").display().to_string();

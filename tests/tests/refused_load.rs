@@ -78,7 +78,7 @@ fn refused_loads_leave_the_registry_unchanged() {
         .unwrap();
     // Each step opens the image anew, as separate tool runs do.
     let open = || SimTransport::open(&image).unwrap();
-    gp::personalise(&mut open(), &token, master, Scheme::Emv).unwrap();
+    gp::personalise(&mut open(), &token, master, Scheme::Emv, false).unwrap();
 
     let registry = || {
         let mut t = open();

@@ -52,14 +52,16 @@ fn sd_put_keys_replaces_the_transport_key_set_from_the_command_line() {
             true,
         ))
         .unwrap();
-    let ledger = w.p("ssd-keys.jsonl");
+    // Each party records in its own ledger, anchored in its own token.
+    let issuer_ledger = w.new_ledger("ssd-made.jsonl", "issuer");
+    let ledger = w.new_ledger("ssd-keys.jsonl", "vendor");
     let image = w.card("a", KDD_A);
     let card = format!("sim:{image}");
 
     // The issuer creates the SSD (command line) and the purse, extradited to the SSD (library).
     ok(
         create_sd(&w.hsm, &image, ISSUER_MASTER, SSD, "dap-verification")
-            .args(["--ledger", &ledger]),
+            .args(["--ledger", &issuer_ledger]),
     );
     {
         let master = issuer.find_secret_key("isd-kmc").unwrap();
@@ -222,6 +224,7 @@ fn sd_put_keys_replaces_the_transport_key_set_from_the_command_line() {
     assert!(out.contains("encrypted under the SD's DEK"), "{out}");
     assert_eq!(balance(&image), [0, 0, 0, 100, 0, 0, 0, 0, 0x90, 0x00]);
 
-    let verified = ok(w.hsm.tool("keyman").args(["ledger", "verify", &ledger]));
+    ok(&mut w.verify_ledger(&issuer_ledger, "issuer"));
+    let verified = ok(&mut w.verify_ledger(&ledger, "vendor"));
     assert!(verified.contains("chain intact"), "{verified}");
 }

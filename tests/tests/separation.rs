@@ -42,7 +42,7 @@ fn a_per_card_dap_goes_to_its_own_card_and_no_other() {
     assert_eq!(w.registry(&c), before);
     // Card A gets card A's DAP, and only it (the delivery record names the DAP sent).
     let a = w.card("a", KDD_A);
-    let ledger = w.p("deliveries.jsonl");
+    let ledger = w.new_ledger("deliveries.jsonl", "issuer");
     ok(&mut w.deploy(&pkg, &a, &["--ledger", &ledger]));
     let record = std::fs::read_to_string(&ledger).unwrap();
     assert!(record.contains(&card_dap(&pkg, "card-a")), "{record}");

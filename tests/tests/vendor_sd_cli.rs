@@ -14,7 +14,9 @@ const SSD: &str = "A0000001515350410001";
 #[test]
 fn the_signed_vendor_flow_through_the_command_line() {
     let w = World::new();
-    let ledger = w.p("vendor-flow.jsonl");
+    // Each party records in its own ledger, anchored in its own token.
+    let issuer_ledger = w.new_ledger("issuer-flow.jsonl", "issuer");
+    let ledger = w.new_ledger("vendor-flow.jsonl", "vendor");
     let mut cards = Vec::new();
     for (name, kdd) in [("a", KDD_A), ("b", KDD_B)] {
         let image = w.card(name, kdd);
@@ -25,7 +27,7 @@ fn the_signed_vendor_flow_through_the_command_line() {
             SSD,
             "dap-verification,ciphered-load-file-data-block",
         )
-        .args(["--ledger", &ledger]));
+        .args(["--ledger", &issuer_ledger]));
         assert!(
             out.contains(&format!("security domain {SSD} created"))
                 && out.contains("SSD  ")
@@ -50,8 +52,10 @@ fn the_signed_vendor_flow_through_the_command_line() {
         );
         cards.push(image);
     }
-    let verified = ok(w.hsm.tool("keyman").args(["ledger", "verify", &ledger]));
-    assert!(verified.contains("4 entries, chain intact"), "{verified}");
+    let verified = ok(&mut w.verify_ledger(&ledger, "vendor"));
+    assert!(verified.contains("2 entries, chain intact"), "{verified}");
+    let verified = ok(&mut w.verify_ledger(&issuer_ledger, "issuer"));
+    assert!(verified.contains("2 entries, chain intact"), "{verified}");
 
     let (a, b) = (&cards[0], &cards[1]);
     let good = w.p("vendor.pkg");

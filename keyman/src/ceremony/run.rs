@@ -39,6 +39,10 @@ pub struct RunOptions<'a> {
     pub prompter: &'a mut dyn Prompter,
     /// Where the run's narrative goes (KCVs for the paper form, what was made); never secrets.
     pub out: &'a mut dyn FnMut(&str),
+    /// The script's name of the token that anchors the new ledger ([`crate::ledger::anchor`]): its
+    /// head is anchored there when the run ends, completed or aborted. `None` leaves the ledger
+    /// unanchored, for `keyman ledger anchor`.
+    pub anchor_in: Option<&'a str>,
 }
 
 /// What a completed run leaves for the paper form.
@@ -111,6 +115,7 @@ pub fn run(ceremony: &Ceremony, opts: RunOptions<'_>) -> Result<RunReport, Error
         module,
         prompter,
         out,
+        anchor_in,
     } = opts;
     // Files: the ledger and every output must be new; inputs must exist or be made by an earlier step.
     if ledger_path.exists() {
@@ -167,6 +172,31 @@ pub fn run(ceremony: &Ceremony, opts: RunOptions<'_>) -> Result<RunReport, Error
     }
     // The plan against what the tokens hold; nothing is created if any of it fails.
     let mechanisms = preflight(ceremony, &tokens)?;
+    // The anchor's token, and no anchor of this ledger's name there yet.
+    let anchor = match anchor_in {
+        None => None,
+        Some(name) => {
+            let Some(t) = tokens.iter().position(|o| o.decl.name == name) else {
+                return Err(Error::Script(format!(
+                    "--anchor-token {name} names no token of this ceremony"
+                )));
+            };
+            let label = crate::ledger::anchor::anchor_label(ledger_path)?;
+            if let Some(o) = tokens.get(t) {
+                o.session.refuse_existing_ledger_anchor(&label)?;
+            }
+            Some((t, label))
+        }
+    };
+    let anchor_head = |tokens: &[Open<'_>], ledger: &Ledger| -> Result<(), Error> {
+        match &anchor {
+            Some((t, label)) => match tokens.get(*t) {
+                Some(o) => o.session.create_ledger_anchor(label, ledger.head_state()),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    };
 
     let scripted = prompter.scripted()
         || ceremony
@@ -259,10 +289,17 @@ pub fn run(ceremony: &Ceremony, opts: RunOptions<'_>) -> Result<RunReport, Error
         }
     }
     if let Some(error) = failure {
-        return Err(abort(ceremony, &tokens, &mut ledger, made, error, scripted));
+        let error = abort(ceremony, &tokens, &mut ledger, made, error, scripted);
+        return Err(match anchor_head(&tokens, &ledger) {
+            Ok(()) => error,
+            Err(e) => Error::Token(format!(
+                "{error}; and the ledger could not be anchored: {e}"
+            )),
+        });
     }
     ledger
         .append(EntryBody::new(EntryKind::CeremonyEnd, ceremony.name.clone()).scripted(scripted))?;
+    anchor_head(&tokens, &ledger)?;
     let report = ledger.report();
     Ok(RunReport {
         keys,

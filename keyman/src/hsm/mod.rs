@@ -7,6 +7,7 @@
 //! when their guard drops, and no function returns secret key bytes — except
 //! [`TokenSession::export_value`], for a key whose policy allows export as components, into a wiped type.
 
+pub mod anchor;
 mod raw;
 pub mod signing;
 pub mod uri;
@@ -333,9 +334,19 @@ impl Hsm {
     }
 
     /// Opens a read-write session on the token `uri` names and logs the user in with a PIN from `pin`.
+    /// When another session of this process is logged in to the token already (PKCS#11 login state is
+    /// per application), the new session shares that state and no PIN is read.
     pub fn open(&self, uri: &TokenUri, pin: &PinSource) -> Result<TokenSession<'_>, Error> {
         let (slot, label, serial) = self.find_token(uri)?;
         let session = self.inner.ctx.open_rw_session(slot)?;
+        if session.get_session_info()?.session_state() == cryptoki::session::SessionState::RwUser {
+            return Ok(TokenSession {
+                hsm: self,
+                session,
+                label,
+                serial,
+            });
+        }
         let secret = pin.read(&label)?;
         self.login(session, slot, label, serial, &secret)
     }

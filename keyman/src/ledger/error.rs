@@ -152,6 +152,72 @@ pub enum LedgerError {
         path: PathBuf,
     },
 
+    /// The token holds a head for this ledger and the file does not reach it, or goes past it, or is a
+    /// different chain: entries were cut from the end, or the file was replaced or rewritten. Hand the file
+    /// and the paper form to an auditor; the message names the head the token recorded at the last append.
+    #[error(
+        "{}: does not match the anchor in token '{token}': the token expects {expected}, the file has {found}",
+        path.display()
+    )]
+    AnchorMismatch {
+        /// The ledger.
+        path: PathBuf,
+        /// Label of the token holding the anchor.
+        token: String,
+        /// The number of entries the anchor records.
+        expected_entries: u64,
+        /// The anchored head, described (count, fingerprint in hex and words).
+        expected: String,
+        /// The file's head, described the same way.
+        found: String,
+    },
+
+    /// The token holds a head for this ledger but there is no file: it was deleted or moved.
+    #[error(
+        "{}: missing, but token '{token}' anchors a ledger of that name with {expected}; restore the file from a copy or hand the case to an auditor",
+        path.display()
+    )]
+    AnchoredButMissing {
+        /// The ledger path that was named.
+        path: PathBuf,
+        /// Label of the token holding the anchor.
+        token: String,
+        /// The anchored head, described.
+        expected: String,
+    },
+
+    /// The token holds no anchor for this ledger's file name, so nothing shows whether entries were cut
+    /// or the file replaced. Anchor a ledger when it is made (`keyman ledger init`, or `keyman ledger
+    /// anchor` right after the ceremony that made it), in the token its tools log in to.
+    #[error(
+        "{}: token '{token}' holds no anchor for this ledger; create ledgers with `keyman ledger init` (or anchor a ceremony's new ledger with `keyman ledger anchor`) in the token that appends to them",
+        path.display()
+    )]
+    NotAnchored {
+        /// The ledger.
+        path: PathBuf,
+        /// Label of the token searched.
+        token: String,
+    },
+
+    /// A ledger's anchor is named after the file's name, and this path has none.
+    #[error("{}: a ledger path must end in a file name", path.display())]
+    NoAnchorName {
+        /// The path given.
+        path: PathBuf,
+    },
+
+    /// There is no ledger file and no tool creates one implicitly.
+    #[error(
+        "{}: no such ledger; create it explicitly with `keyman ledger init {} --token TOKEN` (a missing ledger is never started afresh silently)",
+        path.display(),
+        path.display()
+    )]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+
     /// The random salt for a new entry could not be read from the operating system. Nothing was written.
     #[error("cannot read a random salt from /dev/urandom: {source}")]
     Random {

@@ -92,9 +92,16 @@
 //! a line is reported by [`verify`], naming the first line that does not fit. Two things the file alone
 //! cannot show, because no secret key is involved: someone who rewrites the file from some entry onwards
 //! can recompute all later hashes, and someone who removes whole entries from the end leaves a shorter but
-//! consistent chain. Both are caught by the **fingerprint**: at the end of every ceremony the head hash is
-//! read aloud as words ([`VerifyReport::fingerprint_words`]) and written on the paper form. A later
+//! consistent chain; a deleted file, or one replaced by another consistent chain, shows nothing either. Two
+//! things catch them. The **anchor** ([`anchor`]): a private data object in the HSM token that the
+//! ledger's tools log in to holds the head (entry count and last hash); every append by `signer` checks
+//! and moves it, and `keyman ledger verify FILE --token ...` fails naming the head it expected when the
+//! file does not reach it exactly. And the **fingerprint**: at the end of every ceremony the head hash is
+//! read aloud as words ([`VerifyReport::fingerprint_words`]) and written on the paper form; a later
 //! [`verify`] (or [`verify_each`], to check the hash of an earlier entry) must reproduce it.
+//!
+//! No tool creates a ledger implicitly: `keyman ledger init` makes an empty one and its anchor, and a
+//! ceremony run starts a new one that `keyman ledger anchor` anchors before anything else appends to it.
 //!
 //! # Durability
 //!
@@ -103,6 +110,7 @@
 //! write leaves at most a partial last line, which [`verify`] reports as truncation and
 //! [`Ledger::open_append`] refuses to build on.
 
+pub mod anchor;
 mod canonical;
 mod entry;
 mod error;
@@ -114,6 +122,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+pub use anchor::Head;
 pub use entry::{
     Entry, EntryBody, EntryHash, EntryKind, InputFile, KcvMethod, Output, Participant, Salt,
     Sha256Hash,
@@ -154,6 +163,21 @@ impl VerifyReport {
             fingerprint_hex: head_hash.to_string(),
             fingerprint_words: head_hash.words(),
         }
+    }
+}
+
+/// An entry built by [`Ledger::prepare`] and not yet written: its line and the head it will make.
+#[derive(Debug)]
+pub struct PreparedEntry {
+    line: Vec<u8>,
+    after: Head,
+    head: Head,
+}
+
+impl PreparedEntry {
+    /// The ledger's head once this entry is written.
+    pub fn head(&self) -> Head {
+        self.head
     }
 }
 
@@ -248,10 +272,28 @@ impl Ledger {
 
     fn append_with(
         &mut self,
-        mut body: EntryBody,
+        body: EntryBody,
         now: SystemTime,
         salt: Salt,
     ) -> Result<EntryHash, LedgerError> {
+        let prepared = self.prepare_with(body, now, salt)?;
+        self.commit(prepared)
+    }
+
+    /// Builds the next entry without writing it, so that a caller can first record its head elsewhere
+    /// (`signer` moves the ledger's token anchor before the file, so a token failure leaves both as they
+    /// were). Checks as [`Ledger::append`] does; [`Ledger::commit`] writes it.
+    pub fn prepare(&self, body: EntryBody) -> Result<PreparedEntry, LedgerError> {
+        let salt = random_salt()?;
+        self.prepare_with(body, SystemTime::now(), salt)
+    }
+
+    fn prepare_with(
+        &self,
+        mut body: EntryBody,
+        now: SystemTime,
+        salt: Salt,
+    ) -> Result<PreparedEntry, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned {
                 path: self.path.clone(),
@@ -293,15 +335,32 @@ impl Ledger {
                 reason: format!("{} bytes once written; the limit is {MAX_LINE}", line.len()),
             });
         }
+        Ok(PreparedEntry {
+            line,
+            after: self.head_state(),
+            head: Head {
+                entries: seq,
+                hash: entry_hash,
+            },
+        })
+    }
 
+    /// Writes an entry made by [`Ledger::prepare`] and syncs it, refusing one prepared on another head.
+    pub fn commit(&mut self, prepared: PreparedEntry) -> Result<EntryHash, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
         let on_disk = file_len(&self.path, &self.file)?;
-        if on_disk != self.len {
+        if on_disk != self.len || prepared.after != self.head_state() {
             return Err(LedgerError::ChangedUnderneath {
                 path: self.path.clone(),
                 expected_len: self.len,
                 found_len: on_disk,
             });
         }
+        let PreparedEntry { line, head, .. } = prepared;
         // From here on a failure may leave a partial line: poison the handle so nothing is built on it.
         self.poisoned = true;
         self.file
@@ -313,9 +372,9 @@ impl Ledger {
         self.poisoned = false;
 
         self.len = self.len.saturating_add(line.len() as u64);
-        self.entries = seq;
-        self.head = entry_hash;
-        Ok(entry_hash)
+        self.entries = head.entries;
+        self.head = head.hash;
+        Ok(head.hash)
     }
 
     /// The hash of the last entry written or verified: what the ceremony reads aloud at its end.
@@ -326,6 +385,14 @@ impl Ledger {
     /// The number of entries in the ledger; the next entry gets this number plus one.
     pub fn entries(&self) -> u64 {
         self.entries
+    }
+
+    /// The head as a token anchors it: entry count and last hash.
+    pub fn head_state(&self) -> Head {
+        Head {
+            entries: self.entries,
+            hash: self.head,
+        }
     }
 
     /// The ledger's path, for messages.
@@ -610,6 +677,25 @@ mod tests {
             Err(LedgerError::ChangedUnderneath { .. })
         ));
         assert_eq!(verify(&path).unwrap().entries, 2);
+    }
+
+    #[test]
+    fn prepared_entry_is_written_only_on_the_head_it_was_built_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.jsonl");
+        let mut l = Ledger::create(&path).unwrap();
+        let first = l.prepare(body(1)).unwrap();
+        assert_eq!(first.head().entries, 1);
+        // Nothing is written until commit.
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        let stale = l.prepare(body(2)).unwrap();
+        let hash = l.commit(first).unwrap();
+        assert_eq!(l.head_state().hash, hash);
+        assert!(matches!(
+            l.commit(stale),
+            Err(LedgerError::ChangedUnderneath { .. })
+        ));
+        assert_eq!(verify(&path).unwrap().entries, 1);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use super::{record_card_delivery, with_master, CardArgs};
 use clap::Subcommand;
 use gp_core::diversify::Scheme;
-use keyman::hsm::SecretKeyType;
+use keyman::hsm::{SecretKeyType, TokenUri};
 use signer::diversify::{derive_card_keys, Purpose};
 use signer::gp::{self, CardStateChange};
 use signer::records::{self, Records};
@@ -80,13 +80,22 @@ pub enum CardCommand {
         /// Key version number of the new key set.
         #[arg(long, default_value = "32", value_parser = parse_kvn)]
         new_kvn: u8,
+        /// Put the new key set even when its ENC and MAC have the KCVs of the current keys (refused
+        /// otherwise: the same channel keys under a replaced key set let recorded sessions replay).
+        #[arg(long)]
+        allow_same_channel_keys: bool,
         /// Append a delivery record to this ledger.
         #[arg(long)]
         ledger: Option<PathBuf>,
     },
 }
 
-pub fn personalise(card: &CardArgs, ledger: Option<&Path>, dry: bool) -> Result<(), Error> {
+pub fn personalise(
+    card: &CardArgs,
+    ledger: Option<&Path>,
+    allow_same_channel_keys: bool,
+    dry: bool,
+) -> Result<(), Error> {
     if dry {
         println!("would connect to {}", card.card);
         println!("would open SCP03 with the card's transport keys (default key, imported as session objects)");
@@ -99,12 +108,23 @@ pub fn personalise(card: &CardArgs, ledger: Option<&Path>, dry: bool) -> Result<
         println!("would set the card INITIALIZED, then SECURED");
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = "signer personalise";
     let done = records.guard(run, |records| {
         with_master(card, |session, master, label| {
-            let done = gp::personalise(t.as_mut(), session, master, card.scheme)?;
+            let done = gp::personalise(
+                t.as_mut(),
+                session,
+                master,
+                card.scheme,
+                allow_same_channel_keys,
+            )?;
             record_card_delivery(
                 records,
                 session,
@@ -152,13 +172,14 @@ pub fn card_command(command: CardCommand, dry: bool) -> Result<(), Error> {
             new_master,
             new_scheme,
             new_kvn,
+            allow_same_channel_keys,
             ledger,
         } => {
             return put_keys(
                 &card,
                 &new_master,
                 new_scheme,
-                new_kvn,
+                (new_kvn, allow_same_channel_keys),
                 ledger.as_deref(),
                 dry,
             )
@@ -196,7 +217,12 @@ pub fn card_command(command: CardCommand, dry: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    let mut records = Records::open(ledger.as_deref(), card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger.as_deref(),
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = format!("signer card {}", change.state_name().to_lowercase());
     let kdd = records.guard(&run, |records| {
@@ -235,7 +261,7 @@ pub fn put_keys(
     card: &CardArgs,
     new_master: &str,
     new_scheme: Option<Scheme>,
-    new_kvn: u8,
+    (new_kvn, allow_same_channel_keys): (u8, bool),
     ledger: Option<&Path>,
     dry: bool,
 ) -> Result<(), Error> {
@@ -254,7 +280,12 @@ pub fn put_keys(
         );
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = "signer card put-keys";
     let (kdd, old, kcvs) = records.guard(run, |records| {
@@ -291,7 +322,14 @@ pub fn put_keys(
                 SecretKeyType::Aes128,
                 Purpose::PutKey,
             )?;
-            let kcvs = gp::put_key_set(&mut ch, session, statics.dek, &new, iu.kvn, new_kvn)?;
+            let kcvs = gp::put_key_set(
+                &mut ch,
+                session,
+                &statics,
+                &new,
+                (iu.kvn, new_kvn),
+                allow_same_channel_keys,
+            )?;
             record_card_delivery(
                 records,
                 session,
@@ -349,7 +387,12 @@ pub fn create_sd(
         records::print_dry_ledger(ledger, "delivery");
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let run = "signer card create-sd";
     let (kdd, (p1, entry)) = records.guard(run, |records| {

@@ -1,6 +1,7 @@
 //! `signer deploy` through the card domain (the delegated deploy is `signer::token::deploy`).
 
 use super::{token_key_output, with_master, CardArgs};
+use keyman::hsm::TokenUri;
 use keyman::ledger::{EntryKind, Output};
 use signer::gp::{self, LoadOptions, LoadRequest};
 use signer::package::Package;
@@ -64,7 +65,12 @@ pub fn deploy(
         }
         return Ok(());
     }
-    let mut records = Records::open(ledger, card.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        ledger,
+        Some(&TokenUri::parse(&card.master)?),
+        card.token.module.as_deref(),
+        &card.token.pin_source,
+    )?;
     let mut t = connect(&card.card)?;
     let opts = records.guard("signer deploy", |records| {
         with_master(card, |session, master, label| {

@@ -54,7 +54,7 @@ pub struct PackageArgs {
     pub cipher_sd: Option<String>,
     #[command(flatten)]
     pub token: TokenAccess,
-    /// Append a signing record to this ledger (created if absent).
+    /// Append a signing record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
 }
@@ -163,7 +163,12 @@ pub fn package(a: PackageArgs, dry: bool) -> Result<(), Error> {
         records::print_dry_ledger(a.ledger.as_deref(), "signing");
         return Ok(());
     }
-    let mut records = Records::open(a.ledger.as_deref(), a.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        a.ledger.as_deref(),
+        dap_uri.as_ref().or(cipher_uri.as_ref()).map(|(uri, _)| uri),
+        a.token.module.as_deref(),
+        &a.token.pin_source,
+    )?;
     let result = sign_package(
         &a,
         &mut pkg,

@@ -50,9 +50,14 @@ pub struct SdPutKeysArgs {
     /// Replace KVN 73/74 when the SSD already holds them (otherwise refused before any key is sent).
     #[arg(long)]
     pub replace: bool,
+    /// With --channel-master: put the key set even when its ENC and MAC have the KCVs of the SSD's
+    /// current keys (refused otherwise: the same channel keys under a replaced key set let recorded
+    /// sessions replay).
+    #[arg(long, requires = "channel_master")]
+    pub allow_same_channel_keys: bool,
     #[command(flatten)]
     pub token: TokenAccess,
-    /// Append a delivery record to this ledger (created if absent).
+    /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
 }
@@ -124,7 +129,12 @@ pub fn sd_put_keys(a: &SdPutKeysArgs, dry: bool) -> Result<(), Error> {
         records::print_dry_ledger(a.ledger.as_deref(), "delivery");
         return Ok(());
     }
-    let mut records = Records::open(a.ledger.as_deref(), a.token.pin_source.is_scripted())?;
+    let mut records = Records::open(
+        a.ledger.as_deref(),
+        Some(&uri),
+        a.token.module.as_deref(),
+        &a.token.pin_source,
+    )?;
     let mut t = connect(&a.card)?;
     let run = "signer sd put-keys";
     let (kdd, kvn, put, channel_set) = records.guard(run, |records| {
@@ -177,6 +187,32 @@ pub fn sd_put_keys(a: &SdPutKeysArgs, dry: bool) -> Result<(), Error> {
                 iu.kvn
             )));
         }
+        // The new key set is derived and checked first, so that a refused set follows no key already put.
+        let new_channel = match channel_master {
+            Some((_, master)) if !keys.is_per_card() => {
+                let new = derive_card_keys(
+                    session,
+                    master,
+                    channel_scheme,
+                    &iu.kdd,
+                    SecretKeyType::Aes128,
+                    Purpose::PutKey,
+                )?;
+                if !a.allow_same_channel_keys {
+                    gp::refuse_same_channel_keys(
+                        session,
+                        &statics,
+                        &new,
+                        &format!(
+                            "security domain {aid}: key set {SSD_CHANNEL_KVN:02X} replacing {:02X}",
+                            iu.kvn
+                        ),
+                    )?;
+                }
+                Some(new)
+            }
+            _ => None,
+        };
         let mut put = Vec::new();
         let mut common = Vec::new();
         if let Some((label, master, scheme)) = dap_master {
@@ -217,26 +253,18 @@ pub fn sd_put_keys(a: &SdPutKeysArgs, dry: bool) -> Result<(), Error> {
         // The key set goes last: it is wrapped under the DEK this channel opened with, which it replaces.
         let mut channel_set = None;
         if let Some((label, master)) = channel_master {
-            if keys.is_per_card() {
-                channel_set = Some((label, None));
-            } else {
-                let new = derive_card_keys(
-                    session,
-                    master,
-                    channel_scheme,
-                    &iu.kdd,
-                    SecretKeyType::Aes128,
-                    Purpose::PutKey,
-                )?;
+            if let Some(new) = &new_channel {
                 let kcvs = gp::put_key_set(
                     &mut ch,
                     session,
-                    statics.dek,
-                    &new,
-                    iu.kvn,
-                    SSD_CHANNEL_KVN,
+                    &statics,
+                    new,
+                    (iu.kvn, SSD_CHANNEL_KVN),
+                    a.allow_same_channel_keys,
                 )?;
                 channel_set = Some((label, Some(kcvs)));
+            } else {
+                channel_set = Some((label, None));
             }
             common.extend(token_key_output(session, master, label));
         }

@@ -41,9 +41,9 @@ impl World {
         let hsm = SoftHsm::new();
         hsm.init_token("issuer");
         hsm.init_token("vendor");
-        for (script, ledger) in [
-            ("issuer-master.ron", "issuer.jsonl"),
-            ("vendor-keys.ron", "vendor.jsonl"),
+        for (script, ledger, token) in [
+            ("issuer-master.ron", "issuer.jsonl", "issuer"),
+            ("vendor-keys.ron", "vendor.jsonl", "vendor"),
         ] {
             ok(hsm
                 .tool("keyman")
@@ -51,7 +51,9 @@ impl World {
                 .arg(root().join("ceremonies").join(script))
                 .arg("--ledger")
                 .arg(hsm.path(ledger))
-                .args(["--pin-source", &pin_source()]));
+                .args(["--pin-source", &pin_source()])
+                // The ceremony starts the ledger and anchors its head in the token.
+                .args(["--anchor-token", token]));
         }
         hsm.keypair("vendor", "dap-rsa1024", "0301", "rsa:1024");
         hsm.keypair("vendor", "dap-rsa", "0302", "rsa:2048");
@@ -68,6 +70,36 @@ impl World {
     /// A path in the world's directory, as a string.
     pub fn p(&self, name: &str) -> String {
         self.hsm.path(name).display().to_string()
+    }
+
+    /// `keyman ledger init NAME --token TOKEN`: a new, empty ledger anchored in `token`; returns its path.
+    pub fn new_ledger(&self, name: &str, token: &str) -> String {
+        let path = self.p(name);
+        ok(self.hsm.tool("keyman").args([
+            "ledger",
+            "init",
+            &path,
+            "--token",
+            token,
+            "--pin-source",
+            &pin_source(),
+        ]));
+        path
+    }
+
+    /// `keyman ledger verify PATH --token TOKEN`.
+    pub fn verify_ledger(&self, path: &str, token: &str) -> Command {
+        let mut c = self.hsm.tool("keyman");
+        c.args([
+            "ledger",
+            "verify",
+            path,
+            "--token",
+            token,
+            "--pin-source",
+            &pin_source(),
+        ]);
+        c
     }
 
     /// `signer package hello.cap --out NAME` with more arguments.
@@ -212,7 +244,7 @@ pub fn aes_spec(
 
 /// Selects `aid` and opens its SCP03 channel (C-MAC and C-DEC) with the card's default transport keys
 /// (KVN 0), imported into `token` as session keys; runs `f` with the channel, the INITIALIZE UPDATE
-/// response and the transport DEK.
+/// response and the transport static keys.
 pub fn with_transport_channel<R>(
     t: &mut dyn signer::transport::Transport,
     token: &keyman::hsm::TokenSession<'_>,
@@ -220,7 +252,7 @@ pub fn with_transport_channel<R>(
     f: impl FnOnce(
         &mut signer::channel::SecureChannel<'_>,
         &gp_core::scp03::InitializeUpdateResponse,
-        keyman::hsm::KeyHandle,
+        signer::channel::StaticKeys,
     ) -> R,
 ) -> R {
     use keyman::hsm::{SecretKeyType, Usage};
@@ -251,7 +283,7 @@ pub fn with_transport_channel<R>(
         gp_core::scp03::SecurityLevel::C_MAC_C_DEC,
     )
     .unwrap();
-    f(&mut ch, &iu, dek.handle())
+    f(&mut ch, &iu, keys)
 }
 
 /// The vendor opens the security domain `ssd` (just created by the issuer) with its default transport
@@ -262,7 +294,7 @@ pub fn replace_ssd_transport_keys(
     vendor: &keyman::hsm::TokenSession<'_>,
     ssd: &[u8],
 ) {
-    with_transport_channel(t, vendor, ssd, |ch, iu, dek| {
+    with_transport_channel(t, vendor, ssd, |ch, iu, current| {
         let ssd_master = vendor.find_secret_key("ssd-kmc").unwrap();
         let new = signer::diversify::derive_card_keys(
             vendor,
@@ -273,7 +305,7 @@ pub fn replace_ssd_transport_keys(
             signer::diversify::Purpose::PutKey,
         )
         .unwrap();
-        signer::gp::put_key_set(ch, vendor, dek, &new, iu.kvn, 0x01).unwrap();
+        signer::gp::put_key_set(ch, vendor, &current, &new, (iu.kvn, 0x01), false).unwrap();
     });
 }
 
