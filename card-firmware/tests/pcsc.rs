@@ -1,6 +1,6 @@
 //! The simulator on the real PC/SC stack: `card-sim serve` plugged into pcscd through vsmartcard's
-//! vpcd, driven with the `pcsc` crate. Skips (with a message) when pcscd or the vpcd driver is not
-//! installed; otherwise waits for the machine-wide bench lock (common/pcscd_lock.rs), starts its own
+//! vpcd, driven with the `pcsc` crate. Fails (naming what is missing, which `./run test` installs) when
+//! pcscd or the vpcd driver is not installed; otherwise waits for the machine-wide bench lock (common/pcscd_lock.rs), starts its own
 //! pcscd when none is running and stops only that one, and fails when the reader shows a card that
 //! is not its own.
 #![allow(
@@ -57,10 +57,10 @@ fn transmit(card: &pcsc::Card, apdu: &[u8]) -> Vec<u8> {
 #[test]
 fn card_sim_through_pcscd() {
     let driver = Path::new("/usr/lib/pcsc/drivers/serial/libifdvpcd.so");
-    if !Path::new("/usr/sbin/pcscd").exists() || !driver.exists() {
-        eprintln!("skipped: pcscd or vsmartcard-vpcd not installed");
-        return;
-    }
+    assert!(
+        Path::new("/usr/sbin/pcscd").exists() && driver.exists(),
+        "the PC/SC test needs pcscd and vsmartcard-vpcd (`./run test` installs them)"
+    );
     // Released last (declared first): after card-sim and our pcscd have stopped.
     let _bench = pcscd_lock::acquire();
     // Use a running pcscd (the socket may be stale, so ask it), else start one of our own.
