@@ -75,6 +75,11 @@ fn help_texts_are_stable() {
         ("help-ceremony-form", &["ceremony", "form", "--help"]),
         ("help-keys-list", &["keys", "list", "--help"]),
         ("help-ledger-verify", &["ledger", "verify", "--help"]),
+        ("help-token", &["token", "--help"]),
+        (
+            "help-token-capabilities",
+            &["token", "capabilities", "--help"],
+        ),
     ] {
         failures.extend(check(name, &keyman(args)));
     }

@@ -71,9 +71,6 @@ pub struct BatchArgs {
     /// Where the token PIN comes from: env:NAME or file:PATH (default: a no-echo prompt).
     #[arg(long, default_value = "prompt")]
     pub pin_source: PinSource,
-    /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
-    #[arg(long)]
-    pub module: Option<PathBuf>,
     /// Append a delivery record to this ledger (created if absent).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -337,7 +334,7 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
             return run_in_chunks(args, total);
         }
     }
-    let hsm = Hsm::for_uri(&uri, args.module.as_deref())?;
+    let hsm = Hsm::for_uri(&uri, None)?;
     let session = hsm.open(&uri, &args.pin_source)?;
     match args.scp.as_str() {
         "03" => {}
@@ -509,7 +506,7 @@ fn run_in_chunks(args: &BatchArgs, total: u64) -> Result<(), Error> {
     let label = uri.object.clone().unwrap_or_default();
     let mut records = Records::open(args.ledger.as_deref(), args.pin_source.is_scripted())?;
     if records.is_open() {
-        let hsm = Hsm::for_uri(&uri, args.module.as_deref())?;
+        let hsm = Hsm::for_uri(&uri, None)?;
         let session = hsm.open(&uri, &args.pin_source)?;
         let master = session.find_secret_key(&label)?;
         let mut common = vec![output_record(&args.out)?];

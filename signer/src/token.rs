@@ -900,15 +900,13 @@ fn install_delegated(
 
 // ---- Command line ---------------------------------------------------------------------------------
 
-/// Where a token's PIN comes from and which module reaches it.
+/// Where a token's PIN comes from. The module that reaches it is the global `--module` (with
+/// `--module-init`), or the URI's `module-path`.
 #[derive(Args, Debug, Clone)]
 pub struct TokenAccess {
     /// Where the token PIN comes from: env:NAME or file:PATH (default: a no-echo prompt).
     #[arg(long, default_value = "prompt")]
     pub pin_source: PinSource,
-    /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
-    #[arg(long)]
-    pub module: Option<PathBuf>,
 }
 
 impl TokenAccess {
@@ -918,7 +916,7 @@ impl TokenAccess {
         uri: &TokenUri,
         f: impl FnOnce(&TokenSession<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let hsm = Hsm::for_uri(uri, self.module.as_deref())?;
+        let hsm = Hsm::for_uri(uri, None)?;
         let session = hsm.open(uri, &self.pin_source)?;
         f(&session)
     }
@@ -1386,7 +1384,7 @@ pub fn deploy(
     let mut records = Records::open(ledger, access.pin_source.is_scripted())?;
     let outcomes = records.guard("signer deploy", |records| {
         let mut t = connect(card)?;
-        let hsm = Hsm::for_uri(&uri, access.module.as_deref())?;
+        let hsm = Hsm::for_uri(&uri, None)?;
         let session = hsm.open(&uri, &access.pin_source)?;
         let m = session.find_secret_key(&label)?;
         let issuer = match &receipt {

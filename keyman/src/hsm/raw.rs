@@ -6,7 +6,17 @@
 //! the same library (the dynamic loader hands back the already loaded and initialised module) and the same
 //! session handle that `cryptoki` opened.
 //!
+//! It also hands a module its initialisation string: modules such as NSS softokn need one at `C_Initialize`
+//! (`configdir='sql:DIR' …`, as the `pReserved` member of `CK_C_INITIALIZE_ARGS`), and `cryptoki` takes that
+//! pointer only through an `unsafe` constructor.
+//!
 //! Audit notes, one per `unsafe` block:
+//! * the function list is read once through `C_GetFunctionList` and copied by value; the library stays
+//!   mapped while the copy exists;
+//! * the initialisation string is a NUL-terminated `CString` owned by the loaded module's record for the rest
+//!   of the process, so the pointer stays valid for as long as the module might read it; the module receives
+//!   exactly the `char *` that the PKCS#11 profile of such modules documents, and nothing else changes in the
+//!   arguments `cryptoki` builds;
 //! * loading the library runs its initialisers; it is the PKCS#11 module the operator named, already loaded
 //!   and initialised by `cryptoki` in this process, so no new code runs;
 //! * `C_DeriveKey` receives pointers to a mechanism, a parameter struct, a data buffer and a template array
@@ -15,12 +25,31 @@
 #![allow(unsafe_code)]
 
 use crate::error::Error;
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::Attribute;
 use cryptoki_sys::{
-    CK_ATTRIBUTE, CK_KEY_DERIVATION_STRING_DATA, CK_MECHANISM, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE,
-    CK_SESSION_HANDLE, CK_ULONG,
+    CK_ATTRIBUTE, CK_FUNCTION_LIST, CK_FUNCTION_LIST_PTR, CK_KEY_DERIVATION_STRING_DATA,
+    CK_MECHANISM, CK_MECHANISM_INFO, CK_MECHANISM_TYPE, CK_OBJECT_HANDLE, CK_SESSION_HANDLE,
+    CK_SLOT_ID, CK_ULONG,
 };
+use std::ffi::CString;
 use std::path::Path;
+use std::ptr::NonNull;
+
+/// `C_Initialize` with OS locking and, when given, `init` as `pReserved`. `init` must outlive the module
+/// (the caller keeps it in the module's record).
+pub(crate) fn initialize(
+    ctx: &Pkcs11,
+    init: Option<&CString>,
+) -> Result<(), cryptoki::error::Error> {
+    let flags = CInitializeFlags::OS_LOCKING_OK;
+    let args = match init.and_then(|s| NonNull::new(s.as_ptr().cast_mut().cast())) {
+        // SAFETY: see the module notes; the pointer is a live NUL-terminated string the module only reads.
+        Some(ptr) => unsafe { CInitializeArgs::new_with_reserved(flags, ptr) },
+        None => CInitializeArgs::new(flags),
+    };
+    ctx.initialize(args)
+}
 
 /// `CKM_DES3_ECB_ENCRYPT_DATA` from PKCS#11 2.40.
 pub(crate) const CKM_DES3_ECB_ENCRYPT_DATA: CK_MECHANISM_TYPE =
@@ -30,19 +59,73 @@ pub(crate) const CKM_AES_ECB_ENCRYPT_DATA: CK_MECHANISM_TYPE =
     cryptoki_sys::CKM_AES_ECB_ENCRYPT_DATA;
 
 /// A second view of an already loaded PKCS#11 module, for the calls `cryptoki` lacks.
+///
+/// Calls go through the module's function list (`C_GetFunctionList`), never through exported symbols:
+/// modules such as NSS softokn export nothing but the list.
 pub(crate) struct RawModule {
-    lib: cryptoki_sys::Pkcs11,
+    /// Keeps the library mapped for as long as the copied function pointers may be called.
+    _lib: cryptoki_sys::Pkcs11,
+    list: CK_FUNCTION_LIST,
+}
+
+/// What `C_GetMechanismInfo` says about one mechanism.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RawMechanismInfo {
+    /// `CKF_*` flags (encrypt, sign, wrap, derive, …).
+    pub(crate) flags: CK_ULONG,
 }
 
 impl RawModule {
     /// Opens the module at `path`, which `cryptoki` must already have loaded and initialised.
     pub(crate) fn load(path: &Path) -> Result<Self, Error> {
-        // SAFETY: see the module notes; the library is the operator's PKCS#11 module, already loaded.
-        let lib = unsafe { cryptoki_sys::Pkcs11::new(path) }.map_err(|e| Error::Module {
+        let module_err = |reason: String| Error::Module {
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Ok(RawModule { lib })
+            reason,
+        };
+        // SAFETY: see the module notes; the library is the operator's PKCS#11 module, already loaded.
+        let lib =
+            unsafe { cryptoki_sys::Pkcs11::new(path) }.map_err(|e| module_err(e.to_string()))?;
+        let get = lib
+            .C_GetFunctionList
+            .as_ref()
+            .map_err(|e| module_err(format!("no C_GetFunctionList: {e}")))?;
+        let mut list_ptr: CK_FUNCTION_LIST_PTR = std::ptr::null_mut();
+        // SAFETY: `C_GetFunctionList` writes one pointer into the live local `list_ptr`.
+        let rv = unsafe { get(&mut list_ptr) };
+        if rv != cryptoki_sys::CKR_OK || list_ptr.is_null() {
+            return Err(module_err(format!("C_GetFunctionList failed ({rv:#x})")));
+        }
+        // SAFETY: a successful `C_GetFunctionList` points at the module's static function list, which
+        // lives as long as the library is mapped (held in `_lib`); it is copied once, by value.
+        let list = unsafe { *list_ptr };
+        Ok(RawModule { _lib: lib, list })
+    }
+
+    /// `C_GetMechanismInfo` for any mechanism number, including those `cryptoki` has no name for.
+    /// `None` when the token does not offer the mechanism.
+    pub(crate) fn mechanism_info(
+        &self,
+        slot: CK_SLOT_ID,
+        mechanism: CK_MECHANISM_TYPE,
+    ) -> Result<Option<RawMechanismInfo>, Error> {
+        let get = self
+            .list
+            .C_GetMechanismInfo
+            .ok_or_else(|| Error::Unsupported("the module has no C_GetMechanismInfo".into()))?;
+        let mut info = CK_MECHANISM_INFO {
+            ulMinKeySize: 0,
+            ulMaxKeySize: 0,
+            flags: 0,
+        };
+        // SAFETY: the callee writes one `CK_MECHANISM_INFO` into the live local `info`.
+        let rv = unsafe { get(slot, mechanism, &mut info) };
+        match cryptoki::error::Rv::from(rv) {
+            cryptoki::error::Rv::Ok => Ok(Some(RawMechanismInfo { flags: info.flags })),
+            cryptoki::error::Rv::Error(cryptoki::error::RvError::MechanismInvalid) => Ok(None),
+            cryptoki::error::Rv::Error(e) => {
+                Err(Error::Token(format!("C_GetMechanismInfo failed: {e}")))
+            }
+        }
     }
 
     /// `C_DeriveKey` with an `*_ECB_ENCRYPT_DATA` mechanism: the new key's value is the base key's ECB
@@ -55,25 +138,47 @@ impl RawModule {
         data: &[u8],
         template: &[Attribute],
     ) -> Result<CK_OBJECT_HANDLE, Error> {
-        let derive = self
-            .lib
-            .C_DeriveKey
-            .as_ref()
-            .map_err(|_| Error::Unsupported("the module has no C_DeriveKey".into()))?;
         let mut data_copy = data.to_vec();
         let mut params = CK_KEY_DERIVATION_STRING_DATA {
             pData: data_copy.as_mut_ptr(),
             ulLen: data_copy.len() as CK_ULONG,
         };
+        let out = self.derive(
+            session,
+            mechanism,
+            (&mut params as *mut CK_KEY_DERIVATION_STRING_DATA).cast(),
+            std::mem::size_of::<CK_KEY_DERIVATION_STRING_DATA>(),
+            base_key,
+            template,
+        );
+        zeroize::Zeroize::zeroize(&mut data_copy);
+        out
+    }
+
+    /// The one `C_DeriveKey` call: `params` must point at a live parameter struct of `params_len` bytes.
+    fn derive(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: CK_MECHANISM_TYPE,
+        params: *mut std::ffi::c_void,
+        params_len: usize,
+        base_key: CK_OBJECT_HANDLE,
+        template: &[Attribute],
+    ) -> Result<CK_OBJECT_HANDLE, Error> {
+        let derive = self
+            .list
+            .C_DeriveKey
+            .ok_or_else(|| Error::Unsupported("the module has no C_DeriveKey".into()))?;
         let mut mech = CK_MECHANISM {
             mechanism,
-            pParameter: (&mut params as *mut CK_KEY_DERIVATION_STRING_DATA).cast(),
-            ulParameterLen: std::mem::size_of::<CK_KEY_DERIVATION_STRING_DATA>() as CK_ULONG,
+            pParameter: params,
+            ulParameterLen: params_len as CK_ULONG,
         };
         let mut attrs: Vec<CK_ATTRIBUTE> = template.iter().map(CK_ATTRIBUTE::from).collect();
         let mut handle: CK_OBJECT_HANDLE = 0;
-        // SAFETY: every pointer passed refers to a live local (`mech`, `params`, `data_copy`, `attrs`,
-        // `handle`) or to `template`'s attribute values, borrowed for the duration of the call.
+        // SAFETY: every pointer passed refers to a live local (`mech`, `attrs`, `handle`), to the caller's
+        // parameter struct and data (alive until the caller's frame ends, after this call), or to
+        // `template`'s attribute values, borrowed for the duration of the call.
         let rv = unsafe {
             derive(
                 session,
@@ -84,7 +189,6 @@ impl RawModule {
                 &mut handle,
             )
         };
-        zeroize::Zeroize::zeroize(&mut data_copy);
         match cryptoki::error::Rv::from(rv) {
             cryptoki::error::Rv::Ok => Ok(handle),
             cryptoki::error::Rv::Error(e) => Err(Error::Token(format!("C_DeriveKey failed: {e}"))),

@@ -198,9 +198,7 @@ pub fn sign_package(
     let mut key_outputs = Vec::new();
     let mut dap_outputs = Vec::new();
     let token_uri = dap_uri.as_ref().or(cipher_uri.as_ref()).map(|(u, _)| u);
-    let hsm = token_uri
-        .map(|u| Hsm::for_uri(u, a.token.module.as_deref()))
-        .transpose()?;
+    let hsm = token_uri.map(|u| Hsm::for_uri(u, None)).transpose()?;
     let session = match (&hsm, token_uri) {
         (Some(h), Some(u)) => Some(h.open(u, &a.token.pin_source)?),
         _ => None,
