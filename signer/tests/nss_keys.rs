@@ -1,0 +1,136 @@
+//! Per-card keys and DAPs on a second, independent PKCS#11 implementation: NSS softokn, started with its
+//! initialisation string. Where NSS has a mechanism SoftHSM2 lacks (SP 800-108 for `kdf3`), the token's
+//! result must equal GP-FACTS's vector; where its key-database token offers no mechanism for a feature,
+//! the exact refusal the user gets is asserted.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use aes::cipher::{BlockEncrypt, KeyInit};
+use gp_core::diversify::Scheme;
+use keyman::hsm::capabilities::Feature;
+use keyman::hsm::{register_module_init, Hsm, SecretKeyType, TokenSession, TokenUri, Usage};
+use keyman::pin::PinSource;
+use keyman::secret::KeyValue;
+use postissue_tests::{NssDb, NSS_MODULE, NSS_TOKEN, PIN_VAR};
+use signer::diversify::{derive_card_keys, derive_dap_key, CardDapKey, Purpose};
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// GP-FACTS default test key K.
+const K: [u8; 16] = [
+    0x40, 0x41, 0x42, 0x43, 0x44, 0x45, 0x46, 0x47, 0x48, 0x49, 0x4A, 0x4B, 0x4C, 0x4D, 0x4E, 0x4F,
+];
+const KDD: [u8; 10] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+
+/// One NSS database for the whole test process (a module is initialised once per process).
+fn hsm() -> &'static Hsm {
+    static DB: OnceLock<(NssDb, Hsm)> = OnceLock::new();
+    &DB.get_or_init(|| {
+        let db = NssDb::new();
+        std::env::set_var(PIN_VAR, &db.pin);
+        register_module_init(Path::new(NSS_MODULE), &db.init_string()).unwrap();
+        let hsm = Hsm::load(Some(Path::new(NSS_MODULE))).unwrap();
+        (db, hsm)
+    })
+    .1
+}
+
+fn session() -> TokenSession<'static> {
+    hsm()
+        .open(
+            &TokenUri::parse(NSS_TOKEN).unwrap(),
+            &PinSource::Env(PIN_VAR.into()),
+        )
+        .unwrap()
+}
+
+/// A persistent master with value `value`, made as a ceremony makes one from components.
+fn master(
+    s: &TokenSession<'_>,
+    label: &str,
+    key_type: SecretKeyType,
+    value: &[u8],
+) -> keyman::hsm::KeyHandle {
+    let spec = keyman::hsm::SecretKeySpec {
+        label: label.into(),
+        id: label.as_bytes().to_vec(),
+        key_type,
+        usages: vec![Usage::Derive],
+        extractable: false,
+    };
+    let value = KeyValue::new(zeroize::Zeroizing::new(value.to_vec()), key_type).unwrap();
+    s.create_secret_from_value(&spec, &value).unwrap().0
+}
+
+/// AES-ECB of a zero block under a published key value, computed on the host.
+fn aes_zero_block(key: &str) -> Vec<u8> {
+    let key = hex::decode(key).unwrap();
+    let cipher = aes::Aes128::new_from_slice(&key).unwrap();
+    let mut block = aes::Block::default();
+    cipher.encrypt_block(&mut block);
+    block.to_vec()
+}
+
+#[test]
+fn kdf3_in_nss_gives_the_gp_facts_keys() {
+    let s = session();
+    let m = master(&s, "kdf3-master", SecretKeyType::Aes128, &K);
+    let keys = derive_card_keys(
+        &s,
+        m,
+        Scheme::Kdf3,
+        &KDD,
+        SecretKeyType::Aes128,
+        Purpose::Check,
+    )
+    .unwrap();
+    // GP-FACTS "kdf3": K, KDD 00..09 → ENC 808B…8843, MAC 6594…6275, DEK 6A74…D7CC. The derived keys are
+    // sensitive and never leave the token: each encrypts a zero block there, compared in full with the
+    // same block under the published value.
+    for (key, want) in [
+        (&keys.enc, "808BC985A1069AD2A9AC94E0FE7B8843"),
+        (&keys.mac, "65942E0BF4F3F32AEFACBA5671456275"),
+        (&keys.dek, "6A74F6F6040CCA10D8A3FDC7914FD7CC"),
+    ] {
+        assert_eq!(
+            s.encrypt_ecb(key.handle(), &[0; 16]).unwrap(),
+            aes_zero_block(want)
+        );
+        let info = s.key_info(key.handle()).unwrap();
+        assert!(info.sensitive && !info.extractable, "{info:?}");
+    }
+    // A per-card DAP key by kdf3 is an AES key with the sign usage only.
+    match derive_dap_key(&s, m, Scheme::Kdf3, &KDD, true).unwrap() {
+        CardDapKey::Aes(k) => {
+            let info = s.key_info(k.handle()).unwrap();
+            assert_eq!(info.usages, [Usage::Sign]);
+            assert!(info.sensitive && !info.extractable);
+        }
+        CardDapKey::Des(..) => panic!("kdf3 gives AES DAP keys"),
+    }
+    s.destroy(m).unwrap();
+}
+
+#[test]
+fn nss_key_database_offers_no_ecb_encrypt_data_and_emv_is_refused_exactly() {
+    let s = session();
+    let m = master(&s, "emv-master", SecretKeyType::Des3TwoKey, &K);
+    assert!(!s.probe(Feature::DeriveEmv).unwrap().available());
+    let err = derive_card_keys(
+        &s,
+        m,
+        Scheme::Emv,
+        &KDD,
+        SecretKeyType::Des3TwoKey,
+        Purpose::Check,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert_eq!(
+        err,
+        "the token cannot do this: token 'NSS Certificate DB' cannot do derive-emv: it lacks \
+         CKM_DES3_ECB_ENCRYPT_DATA (derive); nothing is done outside the token instead"
+    );
+    s.destroy(m).unwrap();
+}
