@@ -134,3 +134,48 @@ fn nss_key_database_offers_no_ecb_encrypt_data_and_emv_is_refused_exactly() {
     );
     s.destroy(m).unwrap();
 }
+
+#[test]
+fn nss_wraps_to_exactly_the_rfc_3394_bytes() {
+    // NSS softokn over-estimates the wrapped length in C_WrapKey's length query; the wrapped key must be
+    // exactly RFC 3394's 24 bytes, equal to the `aes-kw` crate's wrap of the same key under the same KEK.
+    let s = session();
+    let kek_value = [7u8; 32];
+    let kek = {
+        let spec = keyman::hsm::SecretKeySpec {
+            label: "kek-probe".into(),
+            id: b"kek-probe".to_vec(),
+            key_type: SecretKeyType::Aes256,
+            usages: vec![Usage::Wrap],
+            extractable: false,
+        };
+        let value = KeyValue::new(
+            zeroize::Zeroizing::new(kek_value.to_vec()),
+            SecretKeyType::Aes256,
+        )
+        .unwrap();
+        s.create_secret_from_value(&spec, &value).unwrap().0
+    };
+    let key = {
+        let spec = keyman::hsm::SecretKeySpec {
+            label: "wrapped-probe".into(),
+            id: b"wrapped-probe".to_vec(),
+            key_type: SecretKeyType::Aes128,
+            usages: vec![Usage::Derive],
+            extractable: true,
+        };
+        let value =
+            KeyValue::new(zeroize::Zeroizing::new(K.to_vec()), SecretKeyType::Aes128).unwrap();
+        s.create_secret_from_value(&spec, &value).unwrap().0
+    };
+    let wrapped = s
+        .wrap_key(keyman::hsm::WrapMechanism::AesKeyWrap, kek, key)
+        .unwrap();
+    let mut want = [0u8; 24];
+    aes_kw::KekAes256::from(kek_value)
+        .wrap(&K, &mut want)
+        .unwrap();
+    assert_eq!(wrapped, want);
+    s.destroy(key).unwrap();
+    s.destroy(kek).unwrap();
+}

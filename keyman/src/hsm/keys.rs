@@ -324,9 +324,8 @@ impl TokenSession<'_> {
         if !spec.extractable && !info.never_extractable {
             problems.push("private key not never-extractable".into());
         }
-        if !info.local {
-            problems.push("not marked as generated in the token".into());
-        }
+        // `CKA_LOCAL` is the token's own statement, not asked for; NSS softokn 3.87 leaves it false on the
+        // pairs its C_GenerateKeyPair makes, so a missing mark shows in the inventory and is not refused.
         for u in Usage::ALL {
             if info.usages.contains(&u) != spec.usages.contains(&u) {
                 problems.push(format!("private usage {} differs", u.name()));
@@ -508,8 +507,7 @@ impl TokenSession<'_> {
         kek: KeyHandle,
         key: KeyHandle,
     ) -> Result<Vec<u8>, Error> {
-        self.session
-            .wrap_key(&mechanism.mechanism(), kek.handle, key.handle)
+        self.wrap_raw(&mechanism.mechanism(), kek.handle, key.handle)
             .map_err(|e| match e {
                 cryptoki::error::Error::Pkcs11(RvError::KeyUnextractable, _) => self.key_error(
                     "the key is not extractable, so it cannot leave the token even wrapped".into(),

@@ -741,7 +741,9 @@ impl<'h> TokenSession<'h> {
             .and_then(|v| first3(v, method))
             .ok_or_else(|| {
                 Error::Unsupported(format!(
-                    "key '{}' has no CKA_CHECK_VALUE and may not encrypt, so no KCV can be shown",
+                    "key '{}' has no CKA_CHECK_VALUE and may not encrypt, so no KCV can be shown (a token \
+                     that keeps no check value, such as NSS softokn, needs the key to have the encrypt \
+                     usage or to be formed from components)",
                     info.label
                 ))
             })
@@ -901,14 +903,34 @@ impl<'h> TokenSession<'h> {
             Some(t) if t.is_des() => Mechanism::Des3Cbc([0; 8]),
             _ => Mechanism::AesCbc([0; 16]),
         };
-        self.session
-            .wrap_key(&mech, wrapping.handle, key.handle)
+        self.wrap_raw(&mech, wrapping.handle, key.handle)
             .map_err(|e| match e {
                 cryptoki::error::Error::Pkcs11(RvError::MechanismInvalid, _) => Error::Unsupported(
                     "the token cannot wrap with this mechanism; the key is not exported in clear instead".into(),
                 ),
                 other => other.into(),
             })
+    }
+
+    /// `C_WrapKey` through the raw module, which keeps only the bytes the token wrote (see
+    /// [`raw::RawModule::wrap_key`]).
+    pub(crate) fn wrap_raw(
+        &self,
+        mechanism: &Mechanism<'_>,
+        wrapping: ObjectHandle,
+        key: ObjectHandle,
+    ) -> Result<Vec<u8>, cryptoki::error::Error> {
+        let raw = self
+            .hsm
+            .inner
+            .raw()
+            .map_err(|_| cryptoki::error::Error::NullFunctionPointer)?;
+        raw.wrap_key(
+            self.session.handle(),
+            mechanism,
+            wrapping.handle(),
+            key.handle(),
+        )
     }
 
     /// Destroys a persistent object. Used by ceremonies after a typed confirmation.

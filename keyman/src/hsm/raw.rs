@@ -155,6 +155,54 @@ impl RawModule {
         out
     }
 
+    /// `C_WrapKey`, keeping only the bytes the module says it wrote. `cryptoki` 0.12 returns the whole
+    /// buffer sized by the length query, which a module may over-estimate (NSS softokn answers 32 for an
+    /// RFC 3394 wrap of a 16-byte key and then writes 24), so its result would carry stray zero bytes.
+    pub(crate) fn wrap_key(
+        &self,
+        session: CK_SESSION_HANDLE,
+        mechanism: &cryptoki::mechanism::Mechanism<'_>,
+        wrapping_key: CK_OBJECT_HANDLE,
+        key: CK_OBJECT_HANDLE,
+    ) -> Result<Vec<u8>, cryptoki::error::Error> {
+        use cryptoki::context::Function;
+        let wrap = self
+            .list
+            .C_WrapKey
+            .ok_or(cryptoki::error::Error::NullFunctionPointer)?;
+        let mut mech = CK_MECHANISM::from(mechanism);
+        let mut len: CK_ULONG = 0;
+        // SAFETY: a length query: the output pointer is null, `mech` and `len` are live locals, and the
+        // mechanism's parameter (if any) lives in `mechanism`, borrowed for the call.
+        let rv = unsafe {
+            wrap(
+                session,
+                &mut mech,
+                wrapping_key,
+                key,
+                std::ptr::null_mut(),
+                &mut len,
+            )
+        };
+        cryptoki::error::Rv::from(rv).into_result(Function::WrapKey)?;
+        let mut out = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        // SAFETY: `out` has exactly `len` bytes, as the callee was told; it writes at most that many and
+        // sets `len` to the number written.
+        let rv = unsafe {
+            wrap(
+                session,
+                &mut mech,
+                wrapping_key,
+                key,
+                out.as_mut_ptr(),
+                &mut len,
+            )
+        };
+        cryptoki::error::Rv::from(rv).into_result(Function::WrapKey)?;
+        out.truncate(usize::try_from(len).unwrap_or(0));
+        Ok(out)
+    }
+
     /// The one `C_DeriveKey` call: `params` must point at a live parameter struct of `params_len` bytes.
     fn derive(
         &self,
