@@ -179,3 +179,38 @@ fn nss_wraps_to_exactly_the_rfc_3394_bytes() {
     s.destroy(key).unwrap();
     s.destroy(kek).unwrap();
 }
+
+#[test]
+fn nss_derives_no_extractable_key_from_a_non_extractable_master() {
+    // Keys for PUT KEY must leave the token wrapped, so they are derived extractable; NSS refuses that
+    // from a master that is not, and the user is told why instead of a bare PKCS#11 code.
+    let s = session();
+    let m = master(&s, "kdf3-fixed-master", SecretKeyType::Aes128, &K);
+    let err = derive_card_keys(
+        &s,
+        m,
+        Scheme::Kdf3,
+        &KDD,
+        SecretKeyType::Aes128,
+        Purpose::PutKey,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert_eq!(
+        err,
+        "the token cannot do this: token 'NSS Certificate DB' derives no extractable key from a master \
+         that is not extractable (NSS softokn's rule), and a key for PUT KEY must leave the token \
+         wrapped; only a master made with extractable: true can serve PUT KEY on this token"
+    );
+    assert!(derive_card_keys(
+        &s,
+        m,
+        Scheme::Kdf3,
+        &KDD,
+        SecretKeyType::Aes128,
+        Purpose::Channel
+    )
+    .is_ok());
+    s.destroy(m).unwrap();
+}

@@ -393,7 +393,32 @@ impl TokenSession<'_> {
         template.push(Attribute::Value(value.expose().to_vec()));
         // Last: SoftHSM2 applies the template in order and refuses any attribute after this one.
         template.push(Attribute::Modifiable(false));
-        let created = self.session.create_object(&template);
+        // Tokens that compute no check value themselves (NSS softokn) keep the one given here, computed
+        // from the value on the host (the first three bytes of the ECB encryption of a zero block, the
+        // PKCS#11 definition), so that a key that may not encrypt still has a KCV. A token that refuses
+        // the attribute gets the template without it.
+        let zero_method = if spec.key_type.is_des() {
+            KcvMethod::Des3Zeros
+        } else {
+            KcvMethod::AesZeros
+        };
+        let mut with_check = template.clone();
+        with_check.insert(
+            with_check.len().saturating_sub(2),
+            Attribute::CheckValue(value.kcv(zero_method)?.value.to_vec()),
+        );
+        let mut created = self.session.create_object(&with_check);
+        super::wipe_values(&mut with_check);
+        if let Err(cryptoki::error::Error::Pkcs11(
+            RvError::AttributeTypeInvalid
+            | RvError::AttributeReadOnly
+            | RvError::AttributeValueInvalid
+            | RvError::TemplateInconsistent,
+            _,
+        )) = created
+        {
+            created = self.session.create_object(&template);
+        }
         super::wipe_values(&mut template);
         let handle = created?;
         let key = KeyHandle {

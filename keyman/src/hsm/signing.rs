@@ -140,7 +140,20 @@ impl<'h> TokenSession<'h> {
         let template = self.session_key_template(out, usages, wrap_out);
         let handle = self
             .session
-            .derive_key(&mechanism, master.handle, &template)?;
+            .derive_key(&mechanism, master.handle, &template)
+            .map_err(|e| match e {
+                cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::KeyFunctionNotPermitted, _)
+                    if wrap_out =>
+                {
+                    Error::Unsupported(format!(
+                        "token '{}' derives no extractable key from a master that is not extractable \
+                         (NSS softokn's rule), and a key for PUT KEY must leave the token wrapped; only a \
+                         master made with extractable: true can serve PUT KEY on this token",
+                        self.label
+                    ))
+                }
+                other => other.into(),
+            })?;
         Ok(DerivedKey {
             session: self,
             key: KeyHandle {
