@@ -68,10 +68,11 @@ pub fn derive_card_keys<'s, 'h>(
         )
     };
     let (enc_u, mac_u, dek_u): (&[Usage], &[Usage], &[Usage]) = match purpose {
-        // The channel needs CMAC (AES) or encryption (3DES) under ENC and MAC, and wrapping under DEK.
+        // The channel needs CMAC (AES) or encryption (3DES) under ENC and MAC, and wrapping under DEK;
+        // derive lets a token with SP 800-108 make the SCP03 session keys as token objects.
         Purpose::Channel => (
-            &[Usage::Sign, Usage::Encrypt],
-            &[Usage::Sign, Usage::Encrypt],
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
             &[Usage::Wrap, Usage::Encrypt],
         ),
         // Keys on their way to a card only need to show their KCV (an encryption) before being wrapped.

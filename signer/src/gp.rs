@@ -147,7 +147,7 @@ pub fn put_key_apdu(
 
 /// Opens a management channel to the card domain with the card's per-card issuer keys, derived in the token
 /// from `master` and the KDD the card reports.
-pub fn open_issuer_channel<'t, 's, 'h>(
+pub fn open_issuer_channel<'t, 's: 't, 'h: 't>(
     t: &'t mut dyn Transport,
     token: &'s TokenSession<'h>,
     master: KeyHandle,
@@ -160,7 +160,7 @@ pub fn open_issuer_channel<'t, 's, 'h>(
 /// from `master` and the KDD the card reports. Returns the channel and the KDD.
 pub fn open_domain_channel<'t>(
     t: &'t mut dyn Transport,
-    token: &TokenSession<'_>,
+    token: &'t TokenSession<'_>,
     aid: &[u8],
     master: KeyHandle,
     scheme: Scheme,

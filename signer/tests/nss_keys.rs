@@ -214,3 +214,112 @@ fn nss_derives_no_extractable_key_from_a_non_extractable_master() {
     .is_ok());
     s.destroy(m).unwrap();
 }
+
+/// A card that answers from a script: each command must be the expected bytes.
+struct Scripted {
+    exchanges: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl signer::transport::Transport for Scripted {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, signer::Error> {
+        assert!(
+            !self.exchanges.is_empty(),
+            "unexpected command {}",
+            hex::encode_upper(apdu)
+        );
+        let (want, answer) = self.exchanges.remove(0);
+        assert_eq!(hex::encode_upper(apdu), hex::encode_upper(want));
+        Ok(answer)
+    }
+}
+
+fn h(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+#[test]
+fn scp03_session_keys_in_nss_reproduce_a_real_card_trace() {
+    use gp_core::scp03::{InitializeUpdateResponse, SecurityLevel};
+    use signer::channel::{SecureChannel, SessionKeyPath, StaticKeys};
+    let s = session();
+    // GP-FACTS "Real card, i=70, KVN 30": static keys, host challenge and INITIALIZE UPDATE response;
+    // the EXTERNAL AUTHENTICATE (level 03) and the DELETE command as the card received them.
+    let import = |v: &str| {
+        s.import_session_key(
+            &secrecy::SecretSlice::from(h(v)),
+            SecretKeyType::Aes128,
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
+        )
+        .unwrap()
+    };
+    let enc = import("F995D0A069335C7DF42E590317FFEA6D");
+    let mac = import("58563362EC5A4541ABCD32B34B1EAE7D");
+    let dek = import("0A02A6D687406DCFA09DC70B3EDB7E38");
+    let keys = StaticKeys {
+        enc: enc.handle(),
+        mac: mac.handle(),
+        dek: dek.handle(),
+    };
+    let iu = InitializeUpdateResponse::parse(&h(
+        "00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA000015",
+    ))
+    .unwrap();
+    let hc: [u8; 8] = h("B2BDE1A2DC66BD56").try_into().unwrap();
+    let mut card = Scripted {
+        exchanges: vec![
+            (h("848203001059D54D932423D29F6313C970875F8C2F"), h("9000")),
+            (
+                h("84E400801829F06AEC3180B3EFE91FF662310B945DE0D5FE66AD67A5B6"),
+                h("009000"),
+            ),
+        ],
+    };
+    let mut ch =
+        SecureChannel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::C_MAC_C_DEC)
+            .unwrap();
+    assert_eq!(ch.session_key_path(), SessionKeyPath::InToken);
+    let delete = gp_core::apdu::CommandApdu::parse(&h("80E400800A4F08A00100015141434C")).unwrap();
+    ch.send_ok(&delete, "DELETE").unwrap();
+    drop(ch);
+    assert!(card.exchanges.is_empty());
+}
+
+#[test]
+fn scp03_in_nss_refuses_a_card_with_other_keys() {
+    use gp_core::scp03::{InitializeUpdateResponse, SecurityLevel};
+    use signer::channel::{SecureChannel, StaticKeys};
+    let s = session();
+    let key = s
+        .import_session_key(
+            &secrecy::SecretSlice::from(K.to_vec()),
+            SecretKeyType::Aes128,
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
+        )
+        .unwrap();
+    let keys = StaticKeys {
+        enc: key.handle(),
+        mac: key.handle(),
+        dek: key.handle(),
+    };
+    // The i=70 card's answer, whose cryptogram was made with other keys than K.
+    let iu = InitializeUpdateResponse::parse(&h(
+        "00000000000000000000300370C40932A6FEFEAEB2E127185170F45FCA000015",
+    ))
+    .unwrap();
+    let mut card = Scripted { exchanges: vec![] };
+    let err = SecureChannel::authenticate(
+        &mut card,
+        &s,
+        keys,
+        h("B2BDE1A2DC66BD56").try_into().unwrap(),
+        &iu,
+        SecurityLevel::C_MAC_C_DEC,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("the card's cryptogram does not match"),
+        "{err}"
+    );
+}

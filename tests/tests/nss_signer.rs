@@ -131,7 +131,7 @@ fn kdf3_personalisation_per_card_daps_and_deploy_on_nss() {
         .args(["--dap", "rsa", "--dap-key", &key("ssd-dap-rsa")])
         .args(["--pin-source", &pin_source()]));
     assert!(rsa.contains("by 'ssd-dap-rsa'"), "{rsa}");
-    ok(nss
+    let deployed = ok(nss
         .tool("signer")
         .args([
             "deploy",
@@ -141,6 +141,14 @@ fn kdf3_personalisation_per_card_daps_and_deploy_on_nss() {
         ])
         .args(["--master", &key("isd-kmc-aes"), "--scheme", "kdf3"])
         .args(["--pin-source", &pin_source()]));
+    // The card domain's channel ran with its session keys inside NSS.
+    assert!(
+        deployed.contains(
+            "session keys  SCP03 session keys in the token (CKM_SP800_108_COUNTER_KDF; MACs and \
+             encryption by the token)"
+        ),
+        "{deployed}"
+    );
     let registry = ok(nss
         .tool("signer")
         .args(["card", "list", "--card", &format!("sim:{}", p("card.img"))])

@@ -73,6 +73,7 @@ pub fn deploy(
                 "secure channel SCP03 to the card domain of card {} (C-MAC, C-DEC)",
                 hex::encode_upper(kdd)
             );
+            println!("session keys  {}", ch.session_key_path().describe());
             let opts = LoadOptions {
                 sd_aid: sd_aid.clone(),
                 dap_blocks: pkg.dap_blocks_for(&kdd)?,
