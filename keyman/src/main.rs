@@ -23,9 +23,8 @@ struct Cli {
     /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
     #[arg(long, global = true, value_name = "PATH")]
     module: Option<PathBuf>,
-    /// The module's initialisation string, passed to C_Initialize (default: $PKCS11_MODULE_INIT). NSS
-    /// softokn needs one, e.g. "configdir='sql:/path/to/db' certPrefix='' keyPrefix='' secmod='secmod.db'
-    /// flags=". It is given to the --module module (or $PKCS11_MODULE) only.
+    /// The module's initialisation string for C_Initialize, given to the --module module only (default:
+    /// $PKCS11_MODULE_INIT). NSS softokn needs one: see docs/hsm.md.
     #[arg(long, global = true, value_name = "STRING")]
     module_init: Option<String>,
     #[command(subcommand)]
