@@ -17,6 +17,8 @@ use keyman::hsm::capabilities::Feature;
 use keyman::hsm::{DerivedKey, KeyHandle, SecretKeyType, TokenSession, Usage};
 use subtle::ConstantTimeEq;
 
+pub mod scp02;
+
 /// The card domain's AID (GP 2.3.1), selected before a channel is opened.
 pub const ISD_AID: [u8; 8] = [0xA0, 0x00, 0x00, 0x01, 0x51, 0x00, 0x00, 0x00];
 

@@ -323,3 +323,125 @@ fn scp03_in_nss_refuses_a_card_with_other_keys() {
         "{err}"
     );
 }
+
+/// A card that accepts every command.
+struct AcceptAll;
+
+impl signer::transport::Transport for AcceptAll {
+    fn transmit_raw(&mut self, _apdu: &[u8]) -> Result<Vec<u8>, signer::Error> {
+        Ok(h("9000"))
+    }
+}
+
+/// Static key K as a two-key 3DES session object that may encrypt (the SCP02 session key derivation).
+fn des_k<'s, 'h>(s: &'s TokenSession<'h>) -> keyman::hsm::DerivedKey<'s, 'h> {
+    s.import_session_key(
+        &secrecy::SecretSlice::from(K.to_vec()),
+        SecretKeyType::Des3TwoKey,
+        &[Usage::Encrypt],
+    )
+    .unwrap()
+}
+
+#[test]
+fn scp02_with_static_keys_in_nss_reproduces_a_real_card_trace() {
+    use gp_core::scp02::{InitializeUpdateResponse, SecurityLevel};
+    use signer::channel::scp02::Scp02Channel;
+    use signer::channel::StaticKeys;
+    let s = session();
+    let k = des_k(&s);
+    let keys = StaticKeys {
+        enc: k.handle(),
+        mac: k.handle(),
+        dek: k.handle(),
+    };
+    // GP-FACTS "Real card, static keys all K, i=15": INITIALIZE UPDATE answer, EXTERNAL AUTHENTICATE and a
+    // GET STATUS as the card received them.
+    let iu = InitializeUpdateResponse::parse(&h(
+        "000074746E6E6E6262620102069FAA2A0591E73367DD78794D04315E",
+    ))
+    .unwrap();
+    let mut card = Scripted {
+        exchanges: vec![
+            (h("84820100107C799B3C771DBAE6BEF49310977617BA"), h("9000")),
+            (h("84F220020A4F00BB6E71C0EFCFCF0D00"), h("9000")),
+        ],
+    };
+    let hc: [u8; 8] = h("D5AD539A60CA5E72").try_into().unwrap();
+    let mut ch =
+        Scp02Channel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::C_MAC, true)
+            .unwrap();
+    ch.send_ok(
+        // Sent with Le 00, as the wire trace shows (Le is not MACed).
+        &gp_core::apdu::CommandApdu::parse(&h("80F22002024F0000")).unwrap(),
+        "GET STATUS",
+    )
+    .unwrap();
+    drop(ch);
+    assert!(card.exchanges.is_empty());
+}
+
+#[test]
+fn scp02_put_key_data_is_wrapped_by_nss_under_the_session_dek() {
+    use gp_core::keys::Des3Key;
+    use gp_core::scp02::{self, InitializeUpdateResponse, SecurityLevel};
+    use signer::channel::scp02::Scp02Channel;
+    use signer::channel::StaticKeys;
+    let s = session();
+    let k = des_k(&s);
+    let keys = StaticKeys {
+        enc: k.handle(),
+        mac: k.handle(),
+        dek: k.handle(),
+    };
+    // A card with static keys K at sequence counter 0000; its cryptogram made by the card's own code.
+    let hc = [1u8; 8];
+    let cc = [2u8; 6];
+    let mut soft = Des3Key::from_slice(&K).unwrap();
+    let card_keys =
+        scp02::derive_session_keys(&mut soft.clone(), &mut soft.clone(), &mut soft, [0, 0])
+            .unwrap();
+    let mut iu = h("00000000000000000000010200000202020202020000000000000000");
+    let crypt = scp02::card_cryptogram(&card_keys, &hc, [0, 0], &cc);
+    iu[20..28].copy_from_slice(&crypt);
+    let iu = InitializeUpdateResponse::parse(&iu).unwrap();
+    let mut card = AcceptAll;
+    let ch = Scp02Channel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::C_MAC, true)
+        .unwrap();
+    // The key to load: K, extractable only wrapped, in the token.
+    let spec = keyman::hsm::SecretKeySpec {
+        label: "scp02-new-key".into(),
+        id: b"scp02-new-key".to_vec(),
+        key_type: SecretKeyType::Des3TwoKey,
+        usages: vec![Usage::Encrypt],
+        extractable: true,
+    };
+    let value = KeyValue::new(
+        zeroize::Zeroizing::new(K.to_vec()),
+        SecretKeyType::Des3TwoKey,
+    )
+    .unwrap();
+    let new_key = s.create_secret_from_value(&spec, &value).unwrap().0;
+    // GP-FACTS "SCP02": S-DEK(seq 0000) = E119…89D4, and PUT KEY of K gives 80 10 EFBE…20AF 03 8BAF47.
+    // NSS stores DES keys with odd parity (K becomes 4040 4343 4545 4646 4949 4A4A 4C4C 4F4F, the same DES
+    // key), so its wrap carries the parity-adjusted bytes: under the published S-DEK the block decrypts
+    // to K up to parity bits, and the KCV is GP-FACTS's 8BAF47.
+    let data = ch.put_key_data(new_key).unwrap();
+    let bytes = data.to_bytes().unwrap();
+    assert_eq!(bytes[..2], [0x80, 0x10]);
+    assert_eq!(hex::encode_upper(&bytes[18..]), "038BAF47");
+    let s_dek = h("E11987EE331B417A5D67D760692F89D4");
+    let tdes = des::TdesEde2::new_from_slice(&s_dek).unwrap();
+    let mut clear = bytes[2..18].to_vec();
+    for block in clear.chunks_mut(8) {
+        des::cipher::BlockDecrypt::decrypt_block(&tdes, block.into());
+    }
+    let no_parity = |v: &[u8]| v.iter().map(|b| b & 0xFE).collect::<Vec<u8>>();
+    assert_eq!(no_parity(&clear), no_parity(&K));
+    assert_eq!(
+        hex::encode_upper(&clear),
+        "40404343454546464949 4A4A4C4C4F4F".replace(' ', "")
+    );
+    drop(ch);
+    s.destroy(new_key).unwrap();
+}

@@ -912,6 +912,26 @@ impl<'h> TokenSession<'h> {
             })
     }
 
+    /// Wraps `key` under `wrapping` with ECB (`CKM_DES3_ECB` for a triple-DES wrapping key, else
+    /// `CKM_AES_ECB`): the form SCP02 PUT KEY carries (3DES-ECB under the session DEK). Refused by the token
+    /// when it cannot wrap so; the key is never exported in clear instead.
+    pub fn wrap_ecb(&self, wrapping: KeyHandle, key: KeyHandle) -> Result<Vec<u8>, Error> {
+        let mech = match wrapping.key_type {
+            Some(t) if t.is_des() => Mechanism::Des3Ecb,
+            _ => Mechanism::AesEcb,
+        };
+        self.wrap_raw(&mech, wrapping.handle, key.handle)
+            .map_err(|e| match e {
+                cryptoki::error::Error::Pkcs11(RvError::MechanismInvalid, _) => {
+                    Error::Unsupported(format!(
+                        "token '{}' cannot wrap with ECB; the key is not exported in clear instead",
+                        self.label
+                    ))
+                }
+                other => other.into(),
+            })
+    }
+
     /// `C_WrapKey` through the raw module, which keeps only the bytes the token wrote (see
     /// [`raw::RawModule::wrap_key`]).
     pub(crate) fn wrap_raw(
