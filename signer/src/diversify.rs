@@ -140,6 +140,28 @@ fn derive_kk<'s, 'h>(
     Ok(session.derive_by_encryption(master, &data, out, usages, wrap_out)?)
 }
 
+/// The capability-probe feature that derives keys by `scheme`.
+pub fn derivation_feature(scheme: Scheme) -> Feature {
+    match scheme {
+        Scheme::Emv => Feature::DeriveEmv,
+        Scheme::Visa2 => Feature::DeriveVisa2,
+        Scheme::Aes => Feature::DeriveAes,
+        Scheme::Kdf3 => Feature::DeriveKdf3,
+    }
+}
+
+/// The mechanisms the token uses to derive keys by `scheme` (from the capability probe), as tools print
+/// them: `CKM_… (derive), …`; or the probe's refusal.
+pub fn derivation_mechanisms(session: &TokenSession<'_>, scheme: Scheme) -> Result<String, Error> {
+    let way = session.way_for(derivation_feature(scheme))?;
+    Ok(way
+        .needs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 /// Checks that `master` fits `scheme` and that the token can derive `out` with it, before any derivation.
 pub fn check_master(
     session: &TokenSession<'_>,
@@ -150,11 +172,7 @@ pub fn check_master(
     let is_des = master.key_type().is_some_and(SecretKeyType::is_des);
     match scheme {
         Scheme::Emv | Scheme::Visa2 => {
-            session.way_for(if scheme == Scheme::Emv {
-                Feature::DeriveEmv
-            } else {
-                Feature::DeriveVisa2
-            })?;
+            session.way_for(derivation_feature(scheme))?;
             if !is_des {
                 return Err(Error::Usage(format!(
                     "scheme {scheme} needs a triple-DES master key (the master is {})",

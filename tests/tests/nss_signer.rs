@@ -116,6 +116,22 @@ fn kdf3_personalisation_per_card_daps_and_deploy_on_nss() {
         .args(["personalise", "--card", &format!("sim:{}", p("card.img"))])
         .args(["--master", &key("isd-kmc-aes"), "--scheme", "kdf3"])
         .args(["--pin-source", &pin_source()]));
+    // The tool says which mechanism derived the keys.
+    let derived = ok(nss
+        .tool("signer")
+        .args([
+            "keys",
+            "derive",
+            "--master",
+            &key("isd-kmc-aes"),
+            "--scheme",
+            "kdf3",
+        ])
+        .args(["--kdd", kdd, "--pin-source", &pin_source()]));
+    assert!(
+        derived.contains("mechanism     CKM_SP800_108_COUNTER_KDF (derive), CKM_AES_CMAC (sign)"),
+        "{derived}"
+    );
     std::fs::write(p("cards.csv"), format!("identity,kdd\ncard-a,{kdd}\n")).unwrap();
     ok(nss.tool("demo-cap").arg(nss.path("hello.cap")));
     let out = ok(nss
