@@ -445,3 +445,115 @@ fn scp02_put_key_data_is_wrapped_by_nss_under_the_session_dek() {
     drop(ch);
     s.destroy(new_key).unwrap();
 }
+
+/// A card running the card side of `gp_core::scp03` (the code the reference card runs), which answers
+/// every command after EXTERNAL AUTHENTICATE with the command's data reversed.
+struct SoftCard {
+    session: gp_core::scp03::Session,
+    host_cryptogram: [u8; 8],
+    /// Flip one bit of every response's R-MAC, as a man in the middle would.
+    tamper: bool,
+}
+
+impl signer::transport::Transport for SoftCard {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, signer::Error> {
+        use gp_core::apdu::{CommandApdu, ResponseApdu};
+        let cmd = CommandApdu::parse(apdu).unwrap();
+        if cmd.ins == 0x82 {
+            self.session
+                .verify_external_authenticate(&cmd, &self.host_cryptogram)
+                .unwrap();
+            return Ok(h("9000"));
+        }
+        let plain = self.session.unwrap_command(&cmd).unwrap();
+        let mut data = plain.data.clone();
+        data.reverse();
+        let resp = self
+            .session
+            .wrap_response(ResponseApdu::new(data, gp_core::sw::Sw::from(0x9000)));
+        let mut bytes = resp.to_bytes();
+        if self.tamper {
+            if let Some(b) = bytes.len().checked_sub(3).and_then(|at| bytes.get_mut(at)) {
+                *b ^= 1;
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+#[test]
+fn scp03_in_nss_at_level_33_matches_the_card_code_and_a_real_card() {
+    use gp_core::keys::AesKey;
+    use gp_core::scp03::{self, InitializeUpdateResponse, SecurityLevel};
+    use signer::channel::{SecureChannel, SessionKeyPath, StaticKeys};
+    let s = session();
+    let k = s
+        .import_session_key(
+            &secrecy::SecretSlice::from(K.to_vec()),
+            SecretKeyType::Aes128,
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
+        )
+        .unwrap();
+    let keys = StaticKeys {
+        enc: k.handle(),
+        mac: k.handle(),
+        dek: k.handle(),
+    };
+    // GP-FACTS "Same card, default key K, level 33": the EXTERNAL AUTHENTICATE a real card accepted.
+    let iu = InitializeUpdateResponse::parse(&h(
+        "00010203040506070809000370A5874C57119B976BF94879E36F29E039000001",
+    ))
+    .unwrap();
+    let hc: [u8; 8] = h("2C8130E574247B1B").try_into().unwrap();
+    let mut card = Scripted {
+        exchanges: vec![(h("8482330010A75F1CD48F3B93DFA57E690937921F92"), h("9000"))],
+    };
+    let ch = SecureChannel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::ALL).unwrap();
+    assert_eq!(ch.session_key_path(), SessionKeyPath::InToken);
+    drop(ch);
+
+    // Then commands with C-MAC and C-DEC, responses with R-MAC and R-ENC, against the card's own code.
+    let hc = [0x11u8; 8];
+    let cc = [0x22u8; 8];
+    let soft = AesKey::from_slice(&K).unwrap();
+    let card_keys =
+        scp03::derive_session_keys(&mut soft.clone(), &mut soft.clone(), 16, &hc, &cc).unwrap();
+    let iu = InitializeUpdateResponse {
+        kdd: [0; 10],
+        kvn: 0x30,
+        scp_id: 0x03,
+        i: 0x00,
+        card_challenge: cc,
+        card_cryptogram: scp03::card_cryptogram(&card_keys, &hc, &cc),
+        sequence_counter: None,
+    };
+    let mut card = SoftCard {
+        host_cryptogram: scp03::host_cryptogram(&card_keys, &hc, &cc),
+        session: scp03::Session::card(card_keys.clone()),
+        tamper: false,
+    };
+    let mut ch =
+        SecureChannel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::ALL).unwrap();
+    for data in [&b"first command"[..], &[0x5A; 40][..], &[][..]] {
+        let cmd = gp_core::apdu::CommandApdu::new(0x80, 0xCA, 0x00, 0x66, data.to_vec(), None);
+        let resp = ch.send_ok(&cmd, "ECHO").unwrap();
+        let mut want = data.to_vec();
+        want.reverse();
+        assert_eq!(resp.data, want);
+    }
+    drop(ch);
+
+    // A response whose R-MAC was altered is refused, and the session is closed for good.
+    let mut card = SoftCard {
+        host_cryptogram: scp03::host_cryptogram(&card_keys, &hc, &cc),
+        session: scp03::Session::card(card_keys),
+        tamper: true,
+    };
+    let mut ch =
+        SecureChannel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::ALL).unwrap();
+    let cmd = gp_core::apdu::CommandApdu::new(0x80, 0xCA, 0x00, 0x66, b"x".to_vec(), None);
+    let err = ch.send(&cmd).err().unwrap().to_string();
+    assert!(err.contains("bad R-MAC; the session is closed"), "{err}");
+    let err = ch.send(&cmd).err().unwrap().to_string();
+    assert!(err.contains("closed by an earlier error"), "{err}");
+}
