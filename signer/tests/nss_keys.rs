@@ -132,6 +132,14 @@ fn nss_key_database_offers_no_ecb_encrypt_data_and_emv_is_refused_exactly() {
         "the token cannot do this: token 'NSS Certificate DB' cannot do derive-emv: it lacks \
          CKM_DES3_ECB_ENCRYPT_DATA (derive); nothing is done outside the token instead"
     );
+    // NSS would perform the unlisted derivation if asked; the tools never ask. The DES halves of a
+    // 3DES DAP key are refused the same way.
+    let err = s.derive_des_half(m, &[0; 8]).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "the token cannot do this: token 'NSS Certificate DB' does not offer CKM_DES3_ECB_ENCRYPT_DATA \
+         (derive), which this derivation needs; nothing is done outside the token instead"
+    );
     s.destroy(m).unwrap();
 }
 

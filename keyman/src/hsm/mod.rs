@@ -786,9 +786,27 @@ impl<'h> TokenSession<'h> {
         mut template: Vec<Attribute>,
         key_type: Option<SecretKeyType>,
     ) -> Result<DerivedKey<'s, 'h>, Error> {
+        // The token's mechanism list decides, as for every feature: NSS's key-database token performs
+        // these derivations though it does not list them, and an unlisted mechanism is not used.
+        let slot = self.session.get_session_info()?.slot_id();
+        let raw = self.hsm.inner.raw()?;
+        let offered = raw
+            .mechanism_info(slot.id(), mechanism)?
+            .is_some_and(|i| i.flags & cryptoki_sys::CKF_DERIVE != 0);
+        if !offered {
+            let name = if mechanism == raw::CKM_DES3_ECB_ENCRYPT_DATA {
+                "CKM_DES3_ECB_ENCRYPT_DATA"
+            } else {
+                "CKM_AES_ECB_ENCRYPT_DATA"
+            };
+            return Err(Error::Unsupported(format!(
+                "token '{}' does not offer {name} (derive), which this derivation needs; nothing is done \
+                 outside the token instead",
+                self.label
+            )));
+        }
         let id = self.session.generate_random_vec(16)?;
         template.push(Attribute::Id(id.clone()));
-        let raw = self.hsm.inner.raw()?;
         raw.derive_encrypt_data(
             self.session.handle(),
             mechanism,
