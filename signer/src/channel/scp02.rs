@@ -163,3 +163,46 @@ impl<'t> Scp02Channel<'t> {
         Ok(KeyData::des3(block, kcv.value))
     }
 }
+
+/// PUT KEY over SCP02: the three 3DES keys `keys` (ENC, MAC, DEK; extractable only wrapped, allowed to
+/// encrypt) become key set `new_kvn`, replacing `old_kvn` (0 adds a set). Each key is wrapped by the token
+/// under this session's S-DEK; the card's confirmation (KVN and KCVs) must equal what the token computed.
+/// Returns the KCVs.
+pub fn put_key_set(
+    ch: &mut Scp02Channel<'_>,
+    keys: [KeyHandle; 3],
+    old_kvn: u8,
+    new_kvn: u8,
+) -> Result<[[u8; 3]; 3], Error> {
+    let mut data = Vec::with_capacity(3);
+    let mut kcvs = [[0u8; 3]; 3];
+    for (slot, key) in kcvs.iter_mut().zip(keys) {
+        let key_data = ch.put_key_data(key)?;
+        let kcv: [u8; 3] = key_data
+            .kcv
+            .as_slice()
+            .try_into()
+            .map_err(|_| Error::Card("a 3DES KCV has 3 bytes".into()))?;
+        *slot = kcv;
+        data.push(key_data);
+    }
+    let cmd = gp_core::commands::put_key::PutKey {
+        new_kvn,
+        keys: data,
+    }
+    .to_apdu(old_kvn, 1)
+    .map_err(|e| Error::Usage(format!("PUT KEY: {e}")))?;
+    let resp = ch.send_ok(&cmd, "PUT KEY")?;
+    let confirmed = gp_core::commands::put_key::PutKeyResponse::parse(&resp.data)
+        .map_err(|e| Error::Card(format!("PUT KEY response: {e}")))?;
+    let expected: Vec<u8> = kcvs.concat();
+    if confirmed.kvn != new_kvn || confirmed.check_values != expected {
+        return Err(Error::Card(format!(
+            "PUT KEY: the card confirmed KVN {:02X} KCVs {} but the token computed {}",
+            confirmed.kvn,
+            hex::encode_upper(&confirmed.check_values),
+            hex::encode_upper(&expected)
+        )));
+    }
+    Ok(kcvs)
+}
