@@ -77,6 +77,18 @@ pub fn select(t: &mut dyn Transport, aid: &[u8]) -> Result<ResponseApdu, Error> 
     send_plain(t, &cmd, "SELECT")
 }
 
+/// The secure channel protocol the selected security domain offers (`02` or `03`), from one INITIALIZE
+/// UPDATE whose session is then abandoned: lets a tool choose SCP02 or SCP03 before it changes anything.
+pub fn offered_scp(t: &mut dyn Transport, token: &TokenSession<'_>) -> Result<u8, Error> {
+    let hc: [u8; 8] = token
+        .random(8)?
+        .try_into()
+        .map_err(|_| Error::Card("the token returned a short random".into()))?;
+    let resp = send_plain(t, &commands::initialize_update(0, &hc), "INITIALIZE UPDATE")?;
+    commands::initialize_update_scp_id(&resp.data)
+        .ok_or_else(|| Error::Card("INITIALIZE UPDATE response too short".into()))
+}
+
 /// INITIALIZE UPDATE: asks the card for its KDD, key set and challenge. Returned separately so the caller
 /// can derive the card's keys from the KDD before authenticating.
 pub fn initialize_update(

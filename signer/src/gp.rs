@@ -38,12 +38,16 @@ pub struct Personalised {
     pub kdd: [u8; 10],
     /// Key version number of the new key set.
     pub kvn: u8,
-    /// KCVs of ENC, MAC, DEK as the card confirmed them (AES, GPC B.6 method).
+    /// KCVs of ENC, MAC, DEK as the card confirmed them (SCP03: AES, GPC B.6 method; SCP02: 3DES over
+    /// zeros).
     pub kcvs: [[u8; 3]; 3],
+    /// The secure channel protocol the keys were put with (`02` or `03`).
+    pub scp: u8,
 }
 
-/// Replaces a fab-fresh card's transport keys (the default test key, SCP03) with per-card issuer keys
-/// derived in the token from `master`, then moves the card to SECURED.
+/// Replaces a fab-fresh card's transport keys (the default test key) with per-card issuer keys derived in
+/// the token from `master`, then moves the card to SECURED. SCP03 cards get AES-128 keys; SCP02 cards get
+/// 3DES keys through [`channel::scp02::personalise`].
 pub fn personalise(
     t: &mut dyn Transport,
     token: &TokenSession<'_>,
@@ -51,6 +55,9 @@ pub fn personalise(
     scheme: Scheme,
 ) -> Result<Personalised, Error> {
     channel::select(t, &ISD_AID)?;
+    if channel::offered_scp(t, token)? == gp_core::scp02::SCP_ID {
+        return channel::scp02::personalise(t, token, master, scheme);
+    }
     let transport_keys = crate::sd::import_default_transport_keys(token)?;
     let transport = transport_keys.statics();
     let (hc, iu) = channel::initialize_update(t, token, 0)?;
@@ -74,6 +81,7 @@ pub fn personalise(
         kdd,
         kvn: ISSUER_KVN,
         kcvs,
+        scp: 0x03,
     })
 }
 

@@ -206,3 +206,57 @@ pub fn put_key_set(
     }
     Ok(kcvs)
 }
+
+/// The key version number the issuer's per-card SCP02 key set gets at personalisation.
+pub const ISSUER_KVN_02: u8 = 0x21;
+
+/// Personalises a fab-fresh SCP02 card (the ISD selected): the channel opens with the default transport
+/// key, the card's ENC, MAC and DEK are derived in the token from `master` by `scheme` (3DES) and sent by
+/// PUT KEY wrapped under the session DEK, then the card moves to INITIALIZED and SECURED. Every token
+/// capability is checked before the card is changed: a token without DES3-ECB wrap (SoftHSM2) or without
+/// the scheme's derivation (NSS's key database for `emv`) leaves the card as it was.
+pub fn personalise(
+    t: &mut dyn Transport,
+    token: &TokenSession<'_>,
+    master: KeyHandle,
+    scheme: gp_core::diversify::Scheme,
+) -> Result<crate::gp::Personalised, Error> {
+    token.way_for(Feature::Scp02KeyLoading)?;
+    crate::diversify::check_master(token, master, scheme, SecretKeyType::Des3TwoKey)?;
+    let transport = token.import_session_key(
+        &SecretSlice::from(crate::gp::DEFAULT_TRANSPORT_KEY.to_vec()),
+        SecretKeyType::Des3TwoKey,
+        &[Usage::Encrypt],
+    )?;
+    let statics = StaticKeys {
+        enc: transport.handle(),
+        mac: transport.handle(),
+        dek: transport.handle(),
+    };
+    let (hc, iu) = initialize_update(t, token, 0)?;
+    let new = crate::diversify::derive_card_keys(
+        token,
+        master,
+        scheme,
+        &iu.kdd,
+        SecretKeyType::Des3TwoKey,
+        crate::diversify::Purpose::PutKey,
+    )?;
+    let mut ch =
+        Scp02Channel::authenticate(t, token, statics, hc, &iu, SecurityLevel::C_MAC_C_DEC, true)?;
+    let kcvs = put_key_set(
+        &mut ch,
+        [new.enc.handle(), new.mac.handle(), new.dek.handle()],
+        iu.kvn,
+        ISSUER_KVN_02,
+    )?;
+    for state in [0x07, 0x0F] {
+        ch.send_ok(&commands::set_status(0x80, state, &[]), "SET STATUS")?;
+    }
+    Ok(crate::gp::Personalised {
+        kdd: iu.kdd,
+        kvn: ISSUER_KVN_02,
+        kcvs,
+        scp: scp02::SCP_ID,
+    })
+}

@@ -119,10 +119,19 @@ pub fn personalise(card: &CardArgs, ledger: Option<&Path>, dry: bool) -> Result<
     })?;
     println!("card KDD      {}", hex::encode_upper(done.kdd));
     println!(
-        "issuer keys   KVN {:02X} derived in the token ({}), put with PUT KEY over SCP03",
-        done.kvn, card.scheme
+        "issuer keys   KVN {:02X} derived in the token ({}), put with PUT KEY over SCP{:02X}",
+        done.kvn, card.scheme, done.scp
     );
-    print_kcvs(&done.kcvs);
+    if done.scp == gp_core::scp02::SCP_ID {
+        for (name, kcv) in ["ENC", "MAC", "DEK"].iter().zip(&done.kcvs) {
+            println!(
+                "  {name} KCV     {} (3DES-ECB(00*8))",
+                hex::encode_upper(kcv)
+            );
+        }
+    } else {
+        print_kcvs(&done.kcvs);
+    }
     println!("card state    SECURED");
     Ok(())
 }
