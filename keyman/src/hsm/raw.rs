@@ -6,6 +6,11 @@
 //! the same library (the dynamic loader hands back the already loaded and initialised module) and the same
 //! session handle that `cryptoki` opened.
 //!
+//! Two more calls `cryptoki` lacks or gets wrong: `C_GetMechanismInfo` for mechanism numbers it has no name
+//! for (the capability probe), and `C_WrapKey` keeping only the bytes the module wrote (`cryptoki` 0.12
+//! returns the whole buffer its length query sized). Every call goes through the module's function list,
+//! never through exported symbols: NSS softokn exports only the list.
+//!
 //! It also hands a module its initialisation string: modules such as NSS softokn need one at `C_Initialize`
 //! (`configdir='sql:DIR' …`, as the `pReserved` member of `CK_C_INITIALIZE_ARGS`), and `cryptoki` takes that
 //! pointer only through an `unsafe` constructor.
@@ -21,7 +26,12 @@
 //!   and initialised by `cryptoki` in this process, so no new code runs;
 //! * `C_DeriveKey` receives pointers to a mechanism, a parameter struct, a data buffer and a template array
 //!   that all live on this function's stack frame (or in borrowed slices) until the call returns; lengths
-//!   are the true lengths of those buffers; the output handle is a plain integer the callee writes.
+//!   are the true lengths of those buffers; the output handle is a plain integer the callee writes;
+//! * `C_GetMechanismInfo` writes one `CK_MECHANISM_INFO` into a live local;
+//! * `C_WrapKey` is called first with a null buffer (length query), then with a buffer of exactly the
+//!   length the module asked for, which it may not exceed; the mechanism's parameter is borrowed for the
+//!   call. A session or object handle that is no longer valid is reported by the module, not dereferenced
+//!   by this code.
 #![allow(unsafe_code)]
 
 use crate::error::Error;
