@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use keyman::ceremony::{self, Ceremony, RunOptions};
-use keyman::hsm::{format_inventory, Hsm, TokenUri};
+use keyman::hsm::{capabilities, format_inventory, Hsm, TokenUri};
 use keyman::ledger::Sha256Hash;
 use keyman::pin::{PinSource, PinSources};
 use keyman::prompt::{AnswerSource, Prompter, Scripted, Terminal};
@@ -23,6 +23,10 @@ struct Cli {
     /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
     #[arg(long, global = true, value_name = "PATH")]
     module: Option<PathBuf>,
+    /// The module's initialisation string for C_Initialize, given to the --module module only (default:
+    /// $PKCS11_MODULE_INIT). NSS softokn needs one: see docs/hsm.md.
+    #[arg(long, global = true, value_name = "STRING")]
+    module_init: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +42,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// What a token can do, found by probing it.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// Ceremony ledgers.
     Ledger {
@@ -108,6 +117,20 @@ struct AnchorToken {
     /// Where the token's PIN comes from: env:NAME or file:PATH (default: a no-echo prompt).
     #[arg(long, value_name = "SOURCE", default_value = "prompt")]
     pin_source: String,
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Per feature of the project (derivation schemes, secure channels, DAPs, ciphered LFDB, KEK
+    /// exchange, components): whether this token can do it and with which mechanisms, asked of the
+    /// token mechanism by mechanism (C_GetMechanismInfo). No login is needed.
+    Capabilities {
+        /// The token: a label or an RFC 7512 URI.
+        token: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -226,6 +249,7 @@ fn script_hash(path: &std::path::Path) -> Result<String, Error> {
 }
 
 fn run(cli: Cli) -> Result<(), Error> {
+    keyman::hsm::configure_module(cli.module.as_deref(), cli.module_init.as_deref())?;
     match cli.command {
         Command::Ceremony {
             command: CeremonyCommand::Check { script },
@@ -362,6 +386,31 @@ fn run(cli: Cli) -> Result<(), Error> {
                 "{}",
                 format_inventory(session.label(), session.serial(), &items)
             );
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Capabilities { token, json },
+        } => {
+            let uri = TokenUri::parse(&token)?;
+            if cli.dry_run {
+                println!("dry run: would ask token {uri} about each mechanism the project's features need");
+                return Ok(());
+            }
+            let hsm = Hsm::for_uri(&uri, cli.module.as_deref())?;
+            let (slot, label, _) = hsm.find_token(&uri)?;
+            let verdicts = hsm.capabilities(slot)?;
+            let module = hsm.module_path().display().to_string();
+            if json {
+                println!(
+                    "{}",
+                    capabilities::capabilities_json(&label, &module, &verdicts)
+                );
+            } else {
+                print!(
+                    "{}",
+                    capabilities::format_capabilities(&label, &module, &verdicts)
+                );
+            }
             Ok(())
         }
         Command::Ledger { command } => ledger_command(command, cli.dry_run, cli.module.as_deref()),

@@ -78,6 +78,11 @@ fn help_texts_are_stable() {
         ("help-ledger-init", &["ledger", "init", "--help"]),
         ("help-ledger-anchor", &["ledger", "anchor", "--help"]),
         ("help-ledger-verify", &["ledger", "verify", "--help"]),
+        ("help-token", &["token", "--help"]),
+        (
+            "help-token-capabilities",
+            &["token", "capabilities", "--help"],
+        ),
     ] {
         failures.extend(check(name, &keyman(args)));
     }

@@ -9,7 +9,10 @@
 //! * a whole `signer batch` run over `PERF_BATCH_CARDS` cards (default 1,000,000): its peak RSS, which
 //!   must stay flat however many cards there are;
 //! * LFDB hashing of 1 MB and 16 MB load files with `gp_core::dap::lfdb_hash` against `sha2` alone, and
-//!   hashing plus an AES DAP in the token.
+//!   hashing plus an AES DAP in the token;
+//! * on NSS softokn (a database made with `certutil`): kdf3 key sets and per-card DAPs, which SoftHSM2
+//!   cannot derive, and SCP03 session setups in-token against the host way. `PERF_SECTION=nss` runs only
+//!   this section and replaces it in the file.
 
 #![allow(
     clippy::unwrap_used,
@@ -67,6 +70,16 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PERFORMANCE.md");
+    if std::env::var("PERF_SECTION").as_deref() == Ok("nss") {
+        // Only the NSS softokn tables, replacing that section of the existing file.
+        let nss = nss_section(cards);
+        let old = std::fs::read_to_string(&path).unwrap_or_default();
+        let kept = old.split(NSS_HEADING).next().unwrap_or_default().trim_end();
+        std::fs::write(&path, format!("{kept}\n\n{nss}")).unwrap();
+        print!("{nss}");
+        return;
+    }
     let batch_cards: u64 = std::env::var("PERF_BATCH_CARDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -300,9 +313,169 @@ fn main() {
         let _ = std::fs::remove_file(&out);
         let _ = std::fs::remove_file(&list);
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PERFORMANCE.md");
+    md.push('\n');
+    md.push_str(&nss_section(cards));
     std::fs::write(&path, &md).unwrap();
     print!("{md}");
+}
+
+/// Work done for one card, on any worker's session.
+type PerCard<'a> = dyn Fn(&TokenSession<'_>, u64) + Sync + 'a;
+
+/// The heading of the NSS softokn section, which `PERF_SECTION=nss` rewrites alone.
+const NSS_HEADING: &str = "## On NSS softokn";
+
+/// Tables for NSS softokn (the second PKCS#11 implementation): kdf3 key sets and per-card DAPs, which
+/// SoftHSM2 cannot derive, and SCP03 session setups with the session keys in the token against the host
+/// way on the same token.
+fn nss_section(cards: u64) -> String {
+    use gp_core::scp03;
+    use keyman::hsm::register_module_init;
+    use postissue_tests::{NssDb, NSS_MODULE, NSS_TOKEN};
+    let db = NssDb::new();
+    register_module_init(std::path::Path::new(NSS_MODULE), &db.init_string()).unwrap();
+    let hsm = Hsm::load(Some(std::path::Path::new(NSS_MODULE))).unwrap();
+    std::env::set_var("PERF_NSS_PIN", &db.pin);
+    let session = hsm
+        .open(
+            &TokenUri::parse(NSS_TOKEN).unwrap(),
+            &PinSource::Env("PERF_NSS_PIN".into()),
+        )
+        .unwrap();
+    let value = keyman::secret::KeyValue::new(
+        zeroize::Zeroizing::new(session.random(16).unwrap()),
+        SecretKeyType::Aes128,
+    )
+    .unwrap();
+    let (master, _) = session
+        .create_secret_from_value(
+            &SecretKeySpec {
+                label: "kdf3-master".into(),
+                id: vec![1],
+                key_type: SecretKeyType::Aes128,
+                usages: vec![Usage::Derive],
+                extractable: false,
+            },
+            &value,
+        )
+        .unwrap();
+    let mut md = format!(
+        "{NSS_HEADING}\n\nNSS softokn 3.87 (Debian `libnss3`), token `{NSS_TOKEN}`, {cards} cards per run, best of {ROUNDS} rounds.\n\n"
+    );
+    md.push_str("| work per card | 1 worker (/s) | 2 workers (/s) |\n|---|---|---|\n");
+    let hash = sha2::Sha256::digest(b"load file").to_vec();
+    let keyset = |s: &TokenSession<'_>, i: u64| {
+        let keys = derive_card_keys(
+            s,
+            master,
+            Scheme::Kdf3,
+            &kdd(i),
+            SecretKeyType::Aes128,
+            Purpose::Check,
+        )
+        .unwrap();
+        for k in [&keys.enc, &keys.mac, &keys.dek] {
+            black_box(s.kcv(k.handle()).unwrap());
+        }
+    };
+    let dap = |s: &TokenSession<'_>, i: u64| match signer::diversify::derive_dap_key(
+        s,
+        master,
+        Scheme::Kdf3,
+        &kdd(i),
+        true,
+    )
+    .unwrap()
+    {
+        signer::diversify::CardDapKey::Aes(k) => {
+            black_box(s.aes_cmac(k.handle(), &hash).unwrap());
+        }
+        signer::diversify::CardDapKey::Des(..) => unreachable!("kdf3 gives AES keys"),
+    };
+    // One SCP03 session setup: S-ENC, S-MAC, S-RMAC and the card cryptogram.
+    let context = [0x5Au8; 16];
+    let in_token = |s: &TokenSession<'_>, _i: u64| {
+        let mut label = vec![0u8; 11];
+        label.extend_from_slice(&[scp03::S_ENC, 0, 0, 128]);
+        for constant in [scp03::S_ENC, scp03::S_MAC, scp03::S_RMAC] {
+            label[11] = constant;
+            let usages: &[Usage] = if constant == scp03::S_ENC {
+                &[Usage::Encrypt, Usage::Decrypt]
+            } else {
+                &[Usage::Sign]
+            };
+            let k = s
+                .derive_counter_kdf(
+                    master,
+                    &label,
+                    &context,
+                    SecretKeyType::Aes128,
+                    usages,
+                    false,
+                )
+                .unwrap();
+            if constant == scp03::S_MAC {
+                let mut input = vec![0u8; 11];
+                input.extend_from_slice(&[scp03::CARD_CRYPTOGRAM, 0, 0, 64, 1]);
+                input.extend_from_slice(&context);
+                black_box(s.aes_cmac(k.handle(), &input).unwrap());
+            }
+        }
+    };
+    struct Cmac<'a, 'h>(&'a TokenSession<'h>, KeyHandle);
+    impl scp03::Prf for Cmac<'_, '_> {
+        type Error = keyman::Error;
+        fn cmac(&mut self, data: &[u8]) -> Result<[u8; 16], keyman::Error> {
+            self.0.aes_cmac(self.1, data)
+        }
+    }
+    let (cmac_key, _) = session
+        .create_secret_from_value(
+            &SecretKeySpec {
+                label: "static".into(),
+                id: vec![2],
+                key_type: SecretKeyType::Aes128,
+                usages: vec![Usage::Sign],
+                extractable: false,
+            },
+            &value,
+        )
+        .unwrap();
+    let host = |s: &TokenSession<'_>, _i: u64| {
+        let (hc, cc) = context.split_at(8);
+        let keys = scp03::derive_session_keys(
+            &mut Cmac(s, cmac_key),
+            &mut Cmac(s, cmac_key),
+            16,
+            hc.try_into().unwrap(),
+            cc.try_into().unwrap(),
+        )
+        .unwrap();
+        black_box(scp03::card_cryptogram(
+            &keys,
+            hc.try_into().unwrap(),
+            cc.try_into().unwrap(),
+        ));
+    };
+    let rows: [(&str, &PerCard<'_>); 4] = [
+        ("kdf3 key set: ENC, MAC, DEK by `CKM_SP800_108_COUNTER_KDF` and their KCVs", &keyset),
+        ("kdf3 per-card DAP: the card's DAP key derived, AES-CMAC over the LFDB hash", &dap),
+        ("SCP03 session setup, in-token way: 3 session keys by SP 800-108, card cryptogram by the token", &in_token),
+        ("SCP03 session setup, host way: 3 KDF CMACs in the token, keys and cryptogram on the host", &host),
+    ];
+    for (what, work) in rows {
+        let mut best = [0f64; 2];
+        for _ in 0..ROUNDS {
+            for (slot, workers) in best.iter_mut().zip([1usize, 2]) {
+                *slot = slot.max(rate(&session, workers, cards, work));
+            }
+        }
+        md.push_str(&format!("| {what} | {:.0} | {:.0} |\n", best[0], best[1]));
+    }
+    md.push_str(
+        "\nA second worker lowers the rate on NSS softokn here (it serialises work on its objects, and the machine\nis shared), so NSS runs are best given one worker.\nThe in-token SCP03 way costs a little more per session than the host way on the same token: the price of never holding a session key on the host.\n",
+    );
+    md
 }
 
 /// `signer package`'s per-card path: the DAP key opened once per worker (as once per package), then a

@@ -13,8 +13,10 @@
 //!   zero IV), so a card redone after a crash gets the same bytes;
 //! * **observable**: a progress bar on a terminal, JSON lines on standard error otherwise.
 //!
-//! SCP03 cards only: SCP02 PUT KEY needs DES3-ECB wrapping, which SoftHSM2 lacks. The batch checks the
-//! token's mechanisms first and stops with a clear line; it never exports a key to wrap it outside.
+//! SCP03 cards only: SCP02 PUT KEY key data is encrypted under the session DEK of a live channel, so it
+//! cannot be prepared for a card list ahead of time; `--scp 02` stops with that reason (after the capability
+//! probe, which refuses first on a token without DES3-ECB wrap, such as SoftHSM2). It never exports a key to
+//! wrap it outside.
 //!
 //! Output line (`--out`): `{"line":N,"identity":"…","kdd":"…","old_kvn":"30","new_kvn":"31",
 //! "put_key":"80D8…","kcvs":["…","…","…"],"kcv_method":"aes-ecb-ones"}` where `put_key` is the whole PUT KEY
@@ -71,9 +73,6 @@ pub struct BatchArgs {
     /// Where the token PIN comes from: env:NAME or file:PATH (default: a no-echo prompt).
     #[arg(long, default_value = "prompt")]
     pub pin_source: PinSource,
-    /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
-    #[arg(long)]
-    pub module: Option<PathBuf>,
     /// Append a delivery record to this existing ledger (see `keyman ledger init`), anchored in the token.
     #[arg(long)]
     pub ledger: Option<PathBuf>,
@@ -382,24 +381,20 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
             return run_in_chunks(args, total);
         }
     }
-    let hsm = Hsm::for_uri(&uri, args.module.as_deref())?;
+    let hsm = Hsm::for_uri(&uri, None)?;
     let session = hsm.open(&uri, &args.pin_source)?;
     match args.scp.as_str() {
         "03" => {}
         "02" => {
-            if !session.can_wrap_with(cryptoki::mechanism::MechanismType::DES3_ECB)? {
-                return Err(Error::Hsm(keyman::Error::Unsupported(format!(
-                    "SCP02 PUT KEY needs keys wrapped with DES3-ECB under the card's DEK, and token '{}' \
-                     cannot wrap with DES3-ECB (SoftHSM2 has no DES3 wrap); stopping before any card, and \
-                     no key is exported in clear instead",
-                    session.label()
-                ))));
-            }
-            return Err(Error::Usage(
-                "SCP02 batches are not implemented; the token could wrap, but this signer has not been \
-                 tested with such a token"
-                    .into(),
-            ));
+            // The token must be able to wrap under an S-DEK at all (the probe's refusal names what it
+            // lacks); even then the key data depends on the session.
+            session.way_for(keyman::hsm::capabilities::Feature::Scp02KeyLoading)?;
+            return Err(Error::Usage(format!(
+                "SCP02 PUT KEY key data is encrypted under the session DEK of a live secure channel (GPC \
+                 E.4.1: derived from the card's sequence counter), so it cannot be prepared for a card list \
+                 ahead of time; token '{}' can wrap it during a session (signer::channel::scp02)",
+                session.label()
+            )));
         }
         other => {
             return Err(Error::Usage(format!("--scp '{other}' is not 02 or 03")));
@@ -436,7 +431,7 @@ pub fn run(args: &BatchArgs, dry: bool) -> Result<(), Error> {
     } else {
         args.ledger.as_deref()
     };
-    let mut records = Records::open(ledger, Some(&uri), args.module.as_deref(), &args.pin_source)?;
+    let mut records = Records::open(ledger, Some(&uri), &args.pin_source)?;
     let limit = if args.chunk_child {
         args.chunk
     } else {
@@ -556,14 +551,9 @@ fn run_in_chunks(args: &BatchArgs, total: u64) -> Result<(), Error> {
     // One ledger record for the whole run.
     let uri = TokenUri::parse(&args.master)?;
     let label = uri.object.clone().unwrap_or_default();
-    let mut records = Records::open(
-        args.ledger.as_deref(),
-        Some(&uri),
-        args.module.as_deref(),
-        &args.pin_source,
-    )?;
+    let mut records = Records::open(args.ledger.as_deref(), Some(&uri), &args.pin_source)?;
     if records.is_open() {
-        let hsm = Hsm::for_uri(&uri, args.module.as_deref())?;
+        let hsm = Hsm::for_uri(&uri, None)?;
         let session = hsm.open(&uri, &args.pin_source)?;
         let master = session.find_secret_key(&label)?;
         let mut common = vec![output_record(&args.out)?];

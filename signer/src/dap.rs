@@ -110,10 +110,9 @@ impl<'s, 'h> DapKey<'s, 'h> {
                 })
             };
         match (kind, diversify) {
-            (_, Some(Scheme::Kdf3)) => {
-                session.require_sp800_108()?;
-                Err(Error::Usage("kdf3 is not available".into()))
-            }
+            (DapKind::Des | DapKind::Rsa | DapKind::Ecdsa, Some(Scheme::Kdf3)) => Err(Error::Usage(
+                "--diversify kdf3 makes AES keys: per-card DAPs by kdf3 use --dap aes".into(),
+            )),
             (DapKind::Rsa | DapKind::Ecdsa, Some(s)) => Err(Error::Usage(format!(
                 "--diversify {s}: asymmetric DAPs are one signature for every card; per-card DAPs use \
                  --dap aes or --dap des"
@@ -142,7 +141,7 @@ impl<'s, 'h> DapKey<'s, 'h> {
                 let h = session.find_secret_key(label)?;
                 let is_des = h.key_type().is_some_and(SecretKeyType::is_des);
                 match d {
-                    None | Some(Scheme::Aes) if is_des => Err(Error::Usage(format!(
+                    None | Some(Scheme::Aes | Scheme::Kdf3) if is_des => Err(Error::Usage(format!(
                         "--dap aes: key '{label}' is a triple-DES key"
                     ))),
                     Some(Scheme::Emv | Scheme::Visa2) if !is_des => Err(Error::Usage(format!(

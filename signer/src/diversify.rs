@@ -6,12 +6,15 @@
 //! the derived keys exist only as session objects.
 //!
 //! Schemes: `emv` and `visa2` (3DES master, `CKM_DES3_ECB_ENCRYPT_DATA`), `aes` (AES master,
-//! `CKM_AES_ECB_ENCRYPT_DATA` over [`gp_core::diversify::aes_derivation_data`]). `kdf3` needs an
-//! SP 800-108 KDF in the token; where there is none (SoftHSM2) derivation stops with a clear error and no
-//! key is ever exported to compute it outside.
+//! `CKM_AES_ECB_ENCRYPT_DATA` over [`gp_core::diversify::aes_derivation_data`]), `kdf3` (AES master,
+//! `CKM_SP800_108_COUNTER_KDF` with AES-CMAC over `i ‖ 00 00 00 ‖ kk ‖ 00 ‖ KDD`). Each needs its mechanism
+//! in the token, found by the capability probe; where it is missing (SoftHSM2 has no SP 800-108 KDF, NSS's
+//! key database token lists no `*_ECB_ENCRYPT_DATA`) derivation stops with the probe's refusal and no key is
+//! ever exported to compute it outside.
 
 use crate::error::Error;
 use gp_core::diversify::{aes_derivation_data, derivation_data, KeyRole, Scheme};
+use keyman::hsm::capabilities::Feature;
 use keyman::hsm::signing::DesHalf;
 use keyman::hsm::{DerivedKey, KeyHandle, SecretKeyType, TokenSession, Usage};
 
@@ -53,16 +56,23 @@ pub fn derive_card_keys<'s, 'h>(
 ) -> Result<CardKeys<'s, 'h>, Error> {
     check_master(session, master, scheme, out)?;
     let one = |role: KeyRole, usages: &[Usage]| {
-        let data = scheme_data(scheme, kdd, role as u8, out)?;
-        session
-            .derive_by_encryption(master, &data, out, usages, purpose == Purpose::PutKey)
-            .map_err(Error::from)
+        derive_kk(
+            session,
+            master,
+            scheme,
+            kdd,
+            role as u8,
+            out,
+            usages,
+            purpose == Purpose::PutKey,
+        )
     };
     let (enc_u, mac_u, dek_u): (&[Usage], &[Usage], &[Usage]) = match purpose {
-        // The channel needs CMAC (AES) or encryption (3DES) under ENC and MAC, and wrapping under DEK.
+        // The channel needs CMAC (AES) or encryption (3DES) under ENC and MAC, and wrapping under DEK;
+        // derive lets a token with SP 800-108 make the SCP03 session keys as token objects.
         Purpose::Channel => (
-            &[Usage::Sign, Usage::Encrypt],
-            &[Usage::Sign, Usage::Encrypt],
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
+            &[Usage::Sign, Usage::Encrypt, Usage::Derive],
             &[Usage::Wrap, Usage::Encrypt],
         ),
         // Keys on their way to a card only need to show their KCV (an encryption) before being wrapped.
@@ -92,8 +102,64 @@ pub fn derive_one<'s, 'h>(
     wrap_out: bool,
 ) -> Result<DerivedKey<'s, 'h>, Error> {
     check_master(session, master, scheme, out)?;
-    let data = scheme_data(scheme, kdd, role as u8, out)?;
+    derive_kk(
+        session, master, scheme, kdd, role as u8, out, usages, wrap_out,
+    )
+}
+
+/// The `kdf3` PRF input after the counter byte for role byte `kk`: `00 00 00 ‖ kk ‖ 00 ‖ KDD`.
+fn kdf3_fixed(kdd: &[u8; 10], kk: u8) -> Vec<u8> {
+    let mut v = vec![0, 0, 0, kk, 0];
+    v.extend_from_slice(kdd);
+    v
+}
+
+/// Derives the key with role byte `kk` in the token, by the scheme's mechanism.
+#[allow(clippy::too_many_arguments)]
+fn derive_kk<'s, 'h>(
+    session: &'s TokenSession<'h>,
+    master: KeyHandle,
+    scheme: Scheme,
+    kdd: &[u8; 10],
+    kk: u8,
+    out: SecretKeyType,
+    usages: &[Usage],
+    wrap_out: bool,
+) -> Result<DerivedKey<'s, 'h>, Error> {
+    if scheme == Scheme::Kdf3 {
+        return Ok(session.derive_counter_kdf(
+            master,
+            &[],
+            &kdf3_fixed(kdd, kk),
+            out,
+            usages,
+            wrap_out,
+        )?);
+    }
+    let data = scheme_data(scheme, kdd, kk, out)?;
     Ok(session.derive_by_encryption(master, &data, out, usages, wrap_out)?)
+}
+
+/// The capability-probe feature that derives keys by `scheme`.
+pub fn derivation_feature(scheme: Scheme) -> Feature {
+    match scheme {
+        Scheme::Emv => Feature::DeriveEmv,
+        Scheme::Visa2 => Feature::DeriveVisa2,
+        Scheme::Aes => Feature::DeriveAes,
+        Scheme::Kdf3 => Feature::DeriveKdf3,
+    }
+}
+
+/// The mechanisms the token uses to derive keys by `scheme` (from the capability probe), as tools print
+/// them: `CKM_… (derive), …`; or the probe's refusal.
+pub fn derivation_mechanisms(session: &TokenSession<'_>, scheme: Scheme) -> Result<String, Error> {
+    let way = session.way_for(derivation_feature(scheme))?;
+    Ok(way
+        .needs
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", "))
 }
 
 /// Checks that `master` fits `scheme` and that the token can derive `out` with it, before any derivation.
@@ -106,6 +172,7 @@ pub fn check_master(
     let is_des = master.key_type().is_some_and(SecretKeyType::is_des);
     match scheme {
         Scheme::Emv | Scheme::Visa2 => {
+            session.way_for(derivation_feature(scheme))?;
             if !is_des {
                 return Err(Error::Usage(format!(
                     "scheme {scheme} needs a triple-DES master key (the master is {})",
@@ -123,6 +190,7 @@ pub fn check_master(
             Ok(())
         }
         Scheme::Aes => {
+            session.way_for(Feature::DeriveAes)?;
             if is_des || master.key_type().is_none() {
                 return Err(Error::Usage(format!(
                     "scheme aes needs an AES master key (the master is {})",
@@ -137,8 +205,19 @@ pub fn check_master(
             Ok(())
         }
         Scheme::Kdf3 => {
-            session.require_sp800_108()?;
-            Err(Error::Usage("kdf3 is not available".into()))
+            if is_des || master.key_type().is_none() {
+                return Err(Error::Usage(format!(
+                    "scheme kdf3 needs an AES master key (the master is {})",
+                    master
+                        .key_type()
+                        .map_or("of unknown type", SecretKeyType::name)
+                )));
+            }
+            if out.is_des() {
+                return Err(Error::Usage("scheme kdf3 makes AES keys".into()));
+            }
+            session.way_for(Feature::DeriveKdf3)?;
+            Ok(())
         }
     }
 }
@@ -219,11 +298,23 @@ pub fn derive_dap_key<'s, 'h>(
     aes_out: bool,
 ) -> Result<CardDapKey<'s, 'h>, Error> {
     let out = match (scheme, aes_out) {
-        (Scheme::Aes, _) => master.key_type().unwrap_or(SecretKeyType::Aes128),
+        (Scheme::Aes | Scheme::Kdf3, _) => master.key_type().unwrap_or(SecretKeyType::Aes128),
         (_, true) => SecretKeyType::Aes128,
         (_, false) => SecretKeyType::Des3TwoKey,
     };
     check_master(session, master, scheme, out)?;
+    if scheme == Scheme::Kdf3 {
+        return Ok(CardDapKey::Aes(derive_kk(
+            session,
+            master,
+            scheme,
+            kdd,
+            DAP_KK,
+            out,
+            &[Usage::Sign],
+            false,
+        )?));
+    }
     let data = dap_derivation_data(scheme, kdd, out)?;
     if out.is_des() {
         let (a, b) = data.split_at(8);

@@ -38,12 +38,16 @@ pub struct Personalised {
     pub kdd: [u8; 10],
     /// Key version number of the new key set.
     pub kvn: u8,
-    /// KCVs of ENC, MAC, DEK as the card confirmed them (AES, GPC B.6 method).
+    /// KCVs of ENC, MAC, DEK as the card confirmed them (SCP03: AES, GPC B.6 method; SCP02: 3DES over
+    /// zeros).
     pub kcvs: [[u8; 3]; 3],
+    /// The secure channel protocol the keys were put with (`02` or `03`).
+    pub scp: u8,
 }
 
-/// Replaces a fab-fresh card's transport keys (the default test key, SCP03) with per-card issuer keys
-/// derived in the token from `master`, then moves the card to SECURED.
+/// Replaces a fab-fresh card's transport keys (the default test key) with per-card issuer keys derived in
+/// the token from `master`, then moves the card to SECURED. SCP03 cards get AES-128 keys; SCP02 cards get
+/// 3DES keys through [`channel::scp02::personalise`].
 pub fn personalise(
     t: &mut dyn Transport,
     token: &TokenSession<'_>,
@@ -52,6 +56,9 @@ pub fn personalise(
     allow_same_channel_keys: bool,
 ) -> Result<Personalised, Error> {
     channel::select(t, &ISD_AID)?;
+    if channel::offered_scp(t, token)? == gp_core::scp02::SCP_ID {
+        return channel::scp02::personalise(t, token, master, scheme);
+    }
     let transport_keys = crate::sd::import_default_transport_keys(token)?;
     let transport = transport_keys.statics();
     let (hc, iu) = channel::initialize_update(t, token, 0)?;
@@ -82,6 +89,7 @@ pub fn personalise(
         kdd,
         kvn: ISSUER_KVN,
         kcvs,
+        scp: 0x03,
     })
 }
 
@@ -218,7 +226,7 @@ pub fn put_key_apdu(
 
 /// Opens a management channel to the card domain with the card's per-card issuer keys, derived in the token
 /// from `master` and the KDD the card reports.
-pub fn open_issuer_channel<'t, 's, 'h>(
+pub fn open_issuer_channel<'t, 's: 't, 'h: 't>(
     t: &'t mut dyn Transport,
     token: &'s TokenSession<'h>,
     master: KeyHandle,
@@ -231,7 +239,7 @@ pub fn open_issuer_channel<'t, 's, 'h>(
 /// from `master` and the KDD the card reports. Returns the channel and the KDD.
 pub fn open_domain_channel<'t>(
     t: &'t mut dyn Transport,
-    token: &TokenSession<'_>,
+    token: &'t TokenSession<'_>,
     aid: &[u8],
     master: KeyHandle,
     scheme: Scheme,

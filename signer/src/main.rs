@@ -19,6 +19,14 @@ struct Cli {
     /// Print every action that would be taken, touch no token, card or file, and stop.
     #[arg(long, global = true)]
     dry_run: bool,
+    /// PKCS#11 module for every token the command opens (default: from the URI, $PKCS11_MODULE, or
+    /// SoftHSM2).
+    #[arg(long, global = true, value_name = "PATH")]
+    module: Option<PathBuf>,
+    /// The module's initialisation string for C_Initialize, given to the --module module only (default:
+    /// $PKCS11_MODULE_INIT). NSS softokn needs one: see docs/hsm.md.
+    #[arg(long, global = true, value_name = "STRING")]
+    module_init: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -103,6 +111,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Error> {
     let dry = cli.dry_run;
+    keyman::hsm::configure_module(cli.module.as_deref(), cli.module_init.as_deref())?;
     match cli.command {
         Command::Package(args) => cli::package::package(args, dry),
         Command::Inspect { package } => cli::package::inspect(&package),

@@ -241,12 +241,7 @@ pub fn run(command: AppCommand, dry: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    let mut records = Records::open(
-        ledger.as_deref(),
-        Some(&uri),
-        token.module.as_deref(),
-        &token.pin_source,
-    )?;
+    let mut records = Records::open(ledger.as_deref(), Some(&uri), &token.pin_source)?;
     let (kdd, n) = records.guard("signer app personalise", |records| {
         let mut t = connect(&card)?;
         token.with_session(&uri, |session| {

@@ -75,13 +75,12 @@ pub struct Records {
 
 impl Records {
     /// Opens the ledger named on the command line, if any, with a logged-in session on `token` (the
-    /// token the run uses, which holds the ledger's anchor; `module` and `pin` as for the run), and
+    /// token the run uses, which holds the ledger's anchor, in the run's module; `pin` as for the run), and
     /// checks the file against the anchor before the run does anything. A PIN from a named source marks
     /// the records as scripted.
     pub fn open(
         path: Option<&Path>,
         token: Option<&TokenUri>,
-        module: Option<&Path>,
         pin: &PinSource,
     ) -> Result<Records, Error> {
         let scripted = pin.is_scripted();
@@ -96,7 +95,7 @@ impl Records {
                 })?;
                 let label = anchor::anchor_label(path)?;
                 let ledger = open_ledger(path)?;
-                let hsm = Hsm::for_uri(token, module)?;
+                let hsm = Hsm::for_uri(token, None)?;
                 let anchor = hsm.open_anchor_session(token, pin)?;
                 let anchored = Anchored {
                     ledger,

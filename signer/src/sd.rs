@@ -203,7 +203,7 @@ pub fn import_default_transport_keys<'s, 'h>(
 /// INITIALIZE UPDATE answer (its KDD, key version and protocol), from which per-card keys are derived.
 pub fn open_sd_channel<'t>(
     t: &'t mut dyn Transport,
-    token: &TokenSession<'_>,
+    token: &'t TokenSession<'_>,
     sd_aid: &[u8],
     keys: StaticKeys,
 ) -> Result<(SecureChannel<'t>, InitializeUpdateResponse), Error> {
@@ -245,7 +245,7 @@ impl SdKeys<'_, '_> {
 /// for: when `per_card` names the vendor's channel master and the SSD reports key version
 /// [`SSD_CHANNEL_KVN`] (its transport set was already replaced), the card's own keys derived in the token;
 /// otherwise the default transport key set. Returns the channel, the answer and the keys.
-pub fn open_sd_channel_for<'t, 's, 'h>(
+pub fn open_sd_channel_for<'t, 's: 't, 'h: 't>(
     t: &'t mut dyn Transport,
     token: &'s TokenSession<'h>,
     sd_aid: &[u8],

@@ -900,15 +900,13 @@ fn install_delegated(
 
 // ---- Command line ---------------------------------------------------------------------------------
 
-/// Where a token's PIN comes from and which module reaches it.
+/// Where a token's PIN comes from. The module that reaches it is the global `--module` (with
+/// `--module-init`), or the URI's `module-path`.
 #[derive(Args, Debug, Clone)]
 pub struct TokenAccess {
     /// Where the token PIN comes from: env:NAME or file:PATH (default: a no-echo prompt).
     #[arg(long, default_value = "prompt")]
     pub pin_source: PinSource,
-    /// PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
-    #[arg(long)]
-    pub module: Option<PathBuf>,
 }
 
 impl TokenAccess {
@@ -918,7 +916,7 @@ impl TokenAccess {
         uri: &TokenUri,
         f: impl FnOnce(&TokenSession<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let hsm = Hsm::for_uri(uri, self.module.as_deref())?;
+        let hsm = Hsm::for_uri(uri, None)?;
         let session = hsm.open(uri, &self.pin_source)?;
         f(&session)
     }
@@ -1168,12 +1166,7 @@ pub fn run(command: TokenCommand, dry: bool) -> Result<(), Error> {
         );
         return Ok(());
     }
-    let mut records = Records::open(
-        args.ledger.as_deref(),
-        Some(&uri),
-        args.token.module.as_deref(),
-        &args.token.pin_source,
-    )?;
+    let mut records = Records::open(args.ledger.as_deref(), Some(&uri), &args.token.pin_source)?;
     let file = records.guard("signer token", |records| {
         args.token.with_session(&uri, |session| {
             let key = TokenKey::open(session, &label)?;
@@ -1255,12 +1248,7 @@ fn run_put_keys(
         );
         return Ok(());
     }
-    let mut records = Records::open(
-        ledger,
-        Some(&uri),
-        access.module.as_deref(),
-        &access.pin_source,
-    )?;
+    let mut records = Records::open(ledger, Some(&uri), &access.pin_source)?;
     let done = records.guard("signer token put-keys", |records| {
         let mut t = connect(card)?;
         access.with_session(&uri, |session| {
@@ -1393,15 +1381,10 @@ pub fn deploy(
         }
         return Ok(());
     }
-    let mut records = Records::open(
-        ledger,
-        Some(&uri),
-        access.module.as_deref(),
-        &access.pin_source,
-    )?;
+    let mut records = Records::open(ledger, Some(&uri), &access.pin_source)?;
     let outcomes = records.guard("signer deploy", |records| {
         let mut t = connect(card)?;
-        let hsm = Hsm::for_uri(&uri, access.module.as_deref())?;
+        let hsm = Hsm::for_uri(&uri, None)?;
         let session = hsm.open(&uri, &access.pin_source)?;
         let m = session.find_secret_key(&label)?;
         let issuer = match &receipt {

@@ -152,7 +152,7 @@ fn aes_scheme_in_the_token_matches_the_software_reference() {
 }
 
 #[test]
-fn kdf3_is_refused_clearly_and_nothing_is_derived() {
+fn kdf3_is_refused_with_the_missing_mechanism_and_nothing_is_derived() {
     let s = session();
     let master = s
         .import_session_key(
@@ -172,9 +172,11 @@ fn kdf3_is_refused_clearly_and_nothing_is_derived() {
     .err()
     .unwrap()
     .to_string();
-    assert!(
-        err.contains("SP 800-108") && err.contains("never derived outside"),
-        "{err}"
+    // SoftHSM2 2.6.1 has no SP 800-108 KDF: the refusal names the feature and the missing mechanism.
+    assert_eq!(
+        err,
+        "the token cannot do this: token 'kat' cannot do derive-kdf3: it lacks CKM_SP800_108_COUNTER_KDF \
+         (derive); nothing is done outside the token instead"
     );
 }
 
@@ -246,5 +248,60 @@ fn per_card_daps_in_the_token_equal_the_software_daps() {
     assert_eq!(
         hex::encode_upper(s.aes_cmac(aes_m.handle(), &empty256).unwrap()),
         "94B7D65FE750611D0B5E693CC6FD0152"
+    );
+}
+
+/// A card that answers from a script: each command must be the expected bytes.
+struct Scripted {
+    exchanges: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl signer::transport::Transport for Scripted {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, signer::Error> {
+        assert!(!self.exchanges.is_empty(), "unexpected command");
+        let (want, answer) = self.exchanges.remove(0);
+        assert_eq!(hex::encode_upper(apdu), hex::encode_upper(want));
+        Ok(answer)
+    }
+}
+
+#[test]
+fn scp02_in_softhsm_runs_the_channel_and_refuses_put_key_data_exactly() {
+    use gp_core::scp02::{InitializeUpdateResponse, SecurityLevel};
+    use signer::channel::scp02::Scp02Channel;
+    use signer::channel::StaticKeys;
+    let s = session();
+    let k = s
+        .import_session_key(
+            &SecretSlice::from(K.to_vec()),
+            SecretKeyType::Des3TwoKey,
+            &[Usage::Encrypt],
+        )
+        .unwrap();
+    let keys = StaticKeys {
+        enc: k.handle(),
+        mac: k.handle(),
+        dek: k.handle(),
+    };
+    // GP-FACTS "Real card, static keys all K, i=15": the session keys come from SoftHSM2's 3DES-CBC.
+    let iu = InitializeUpdateResponse::parse(
+        &hex::decode("000074746E6E6E6262620102069FAA2A0591E73367DD78794D04315E").unwrap(),
+    )
+    .unwrap();
+    let mut card = Scripted {
+        exchanges: vec![(
+            hex::decode("84820100107C799B3C771DBAE6BEF49310977617BA").unwrap(),
+            vec![0x90, 0x00],
+        )],
+    };
+    let hc: [u8; 8] = hex::decode("D5AD539A60CA5E72").unwrap().try_into().unwrap();
+    let ch = Scp02Channel::authenticate(&mut card, &s, keys, hc, &iu, SecurityLevel::C_MAC, true)
+        .unwrap();
+    // SoftHSM2 2.6.1 cannot wrap with DES3-ECB: PUT KEY key data is refused, naming what is missing.
+    let err = ch.put_key_data(k.handle()).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "the token cannot do this: token 'kat' cannot do scp02-key-loading: it lacks CKM_DES3_ECB (wrap); \
+         nothing is done outside the token instead"
     );
 }

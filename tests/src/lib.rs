@@ -143,6 +143,94 @@ impl Default for SoftHsm {
     }
 }
 
+/// Where Debian's `libnss3` puts NSS softokn, the second PKCS#11 implementation the tests run on.
+pub const NSS_MODULE: &str = "/usr/lib/x86_64-linux-gnu/libsoftokn3.so";
+/// SoftHSM2's module on Debian.
+pub const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+/// The NSS token that keeps objects (the key database); its PIN is the database password.
+pub const NSS_TOKEN: &str = "NSS Certificate DB";
+
+/// The two PKCS#11 implementations the tests run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// SoftHSM2 2.6.1 (Debian `softhsm2`).
+    SoftHsm,
+    /// NSS softokn (Debian `libnss3`), with a database made by `certutil` (Debian `libnss3-tools`).
+    Nss,
+}
+
+/// A temporary NSS database with a password, opened through NSS softokn's PKCS#11 module.
+///
+/// NSS softokn starts only with an initialisation string naming its database; it has one token that keeps
+/// objects, [`NSS_TOKEN`], whose user PIN is the database password.
+pub struct NssDb {
+    /// Holds the database; removed on drop.
+    pub dir: tempfile::TempDir,
+    /// The database password, which is the token's user PIN.
+    pub pin: String,
+}
+
+impl NssDb {
+    /// A fresh database protected by a random password, made by `certutil -N`.
+    pub fn new() -> NssDb {
+        assert!(
+            Path::new(NSS_MODULE).exists(),
+            "{NSS_MODULE} is missing: install libnss3 (./run test installs it)"
+        );
+        let dir = tempfile::tempdir().expect("temporary directory");
+        std::fs::create_dir(dir.path().join("db")).expect("db directory");
+        std::fs::create_dir(dir.path().join("work")).expect("work directory");
+        let pin = format!("{:016x}", rand_u64());
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, &pin).expect("password file");
+        let out = Command::new("certutil")
+            .arg("-N")
+            .arg("-d")
+            .arg(format!("sql:{}", dir.path().join("db").display()))
+            .arg("-f")
+            .arg(&pwfile)
+            .output()
+            .expect("certutil must be installed (Debian libnss3-tools; ./run test installs it)");
+        assert!(
+            out.status.success(),
+            "certutil -N: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(&pwfile).expect("remove password file");
+        NssDb { dir, pin }
+    }
+
+    /// The initialisation string NSS softokn needs at `C_Initialize` for this database.
+    pub fn init_string(&self) -> String {
+        format!(
+            "configdir='sql:{}' certPrefix='' keyPrefix='' secmod='secmod.db' flags=",
+            self.dir.path().join("db").display()
+        )
+    }
+
+    /// A command for one of the project's binaries, pointed at NSS softokn and this database through
+    /// `PKCS11_MODULE` and `PKCS11_MODULE_INIT`, with the PIN in [`PIN_VAR`].
+    pub fn tool(&self, name: &str) -> Command {
+        let mut c = Command::new(bin(name));
+        c.env("PKCS11_MODULE", NSS_MODULE)
+            .env("PKCS11_MODULE_INIT", self.init_string())
+            .env(PIN_VAR, &self.pin)
+            .current_dir(self.path("work"));
+        c
+    }
+
+    /// A path inside the database's directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Default for NssDb {
+    fn default() -> Self {
+        NssDb::new()
+    }
+}
+
 fn rand_u64() -> u64 {
     let mut b = [0u8; 8];
     let f = std::fs::File::open("/dev/urandom")

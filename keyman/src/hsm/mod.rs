@@ -8,6 +8,7 @@
 //! [`TokenSession::export_value`], for a key whose policy allows export as components, into a wiped type.
 
 pub mod anchor;
+pub mod capabilities;
 mod raw;
 pub mod signing;
 pub mod uri;
@@ -18,7 +19,7 @@ pub mod pem;
 
 use crate::error::Error;
 use crate::pin::PinSource;
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::context::Pkcs11;
 use cryptoki::error::RvError;
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
@@ -29,6 +30,7 @@ pub use inventory::{format_inventory, ObjectInfo};
 pub use keys::{Capability, KeyPairHandles, KeyPairSpec, KeyPairType, WrapMechanism};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use std::collections::HashMap;
+use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 pub use uri::TokenUri;
@@ -225,6 +227,9 @@ struct Inner {
     ctx: Pkcs11,
     path: PathBuf,
     raw: OnceLock<Result<raw::RawModule, String>>,
+    /// The initialisation string the module received at `C_Initialize`; kept for the life of the process
+    /// because the module was handed a pointer to it.
+    init: Option<CString>,
 }
 
 /// Modules initialised in this process, by path.
@@ -233,13 +238,94 @@ fn modules() -> &'static Mutex<HashMap<PathBuf, Hsm>> {
     MODULES.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Initialisation strings registered for modules not yet loaded, by path.
+fn init_strings() -> &'static Mutex<HashMap<PathBuf, String>> {
+    static INITS: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    INITS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// The module the command line named (`--module`), for every token the command opens.
+fn command_line_module() -> &'static OnceLock<PathBuf> {
+    static MODULE: OnceLock<PathBuf> = OnceLock::new();
+    &MODULE
+}
+
+/// The module a tool uses when it names none: `module`, else the command line's `--module`, else
+/// `$PKCS11_MODULE`, else SoftHSM2's Debian path.
+pub fn default_module(module: Option<&Path>) -> PathBuf {
+    module
+        .map(Path::to_path_buf)
+        .or_else(|| command_line_module().get().cloned())
+        .or_else(|| std::env::var_os("PKCS11_MODULE").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(SOFTHSM_MODULE))
+}
+
+/// Records the initialisation string that `module` receives at `C_Initialize` (as `pReserved` of
+/// `CK_C_INITIALIZE_ARGS`), before the module is first loaded in this process.
+///
+/// Why: some modules cannot start without one — NSS softokn needs
+/// `configdir='sql:DIR' certPrefix='' keyPrefix='' secmod='secmod.db' flags=` to find its database — while
+/// others (SoftHSM2) refuse any. So the string belongs to one module path, never to every module.
+pub fn register_module_init(module: &Path, init: &str) -> Result<(), Error> {
+    let bad = |reason: String| Error::Module {
+        path: module.to_path_buf(),
+        reason,
+    };
+    if init.contains('\0') {
+        return Err(bad("the initialisation string contains a NUL byte".into()));
+    }
+    if let Some(hsm) = modules()
+        .lock()
+        .map_err(|_| bad("an earlier use of the module failed in this process".into()))?
+        .get(module)
+    {
+        if hsm.init_string() != Some(init) {
+            return Err(bad(
+                "the module is already initialised in this process with another initialisation string"
+                    .into(),
+            ));
+        }
+    }
+    init_strings()
+        .lock()
+        .map_err(|_| bad("an earlier use of the module failed in this process".into()))?
+        .insert(module.to_path_buf(), init.to_string());
+    Ok(())
+}
+
+/// Applies the command line's global `--module` and `--module-init` (else `$PKCS11_MODULE_INIT`): the
+/// module becomes the default for every token the command opens (a URI's `module-path` still wins), and
+/// the initialisation string goes to that module only. Both tools call this once at start.
+pub fn configure_module(module: Option<&Path>, init: Option<&str>) -> Result<(), Error> {
+    if let Some(m) = module {
+        if command_line_module().get().is_some_and(|p| p != m) {
+            return Err(Error::Module {
+                path: m.to_path_buf(),
+                reason: "another module was already named for this process".into(),
+            });
+        }
+        let _ = command_line_module().set(m.to_path_buf());
+    }
+    let from_env = std::env::var("PKCS11_MODULE_INIT").ok();
+    let Some(init) = init.or(from_env.as_deref()) else {
+        return Ok(());
+    };
+    if module.is_none() && std::env::var_os("PKCS11_MODULE").is_none() {
+        return Err(Error::Module {
+            path: PathBuf::from(SOFTHSM_MODULE),
+            reason: "an initialisation string (--module-init or $PKCS11_MODULE_INIT) needs the module it \
+                     belongs to (--module or $PKCS11_MODULE)"
+                .into(),
+        });
+    }
+    register_module_init(&default_module(module), init)
+}
+
 impl Hsm {
-    /// Loads the module named by `module`, else by `$PKCS11_MODULE`, else SoftHSM2's Debian path.
+    /// Loads the module named by `module`, else by `$PKCS11_MODULE`, else SoftHSM2's Debian path, and
+    /// initialises it with the string registered for it ([`register_module_init`]), if any.
     pub fn load(module: Option<&Path>) -> Result<Hsm, Error> {
-        let path = module
-            .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("PKCS11_MODULE").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(SOFTHSM_MODULE));
+        let path = default_module(module);
         let module_err = |reason: String| Error::Module {
             path: path.clone(),
             reason,
@@ -255,18 +341,40 @@ impl Hsm {
         if let Some(hsm) = loaded.get(&path) {
             return Ok(hsm.clone());
         }
+        let init = init_strings()
+            .lock()
+            .map_err(|_| module_err("an earlier use of the module failed in this process".into()))?
+            .get(&path)
+            .map(|s| CString::new(s.as_str()))
+            .transpose()
+            .map_err(|_| module_err("the initialisation string contains a NUL byte".into()))?;
         let ctx = Pkcs11::new(&path).map_err(|e| module_err(e.to_string()))?;
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .map_err(|e| module_err(e.to_string()))?;
+        raw::initialize(&ctx, init.as_ref()).map_err(|e| {
+            module_err(match (&init, e) {
+                (None, cryptoki::error::Error::Pkcs11(RvError::ArgumentsBad, _)) => {
+                    "C_Initialize: CKR_ARGUMENTS_BAD (does this module need an initialisation string? \
+                     name it with --module-init or $PKCS11_MODULE_INIT)"
+                        .into()
+                }
+                (Some(_), e) => format!("C_Initialize with the initialisation string: {e}"),
+                (None, e) => e.to_string(),
+            })
+        })?;
         let hsm = Hsm {
             inner: Arc::new(Inner {
                 ctx,
                 path: path.clone(),
                 raw: OnceLock::new(),
+                init,
             }),
         };
         loaded.insert(path, hsm.clone());
         Ok(hsm)
+    }
+
+    /// The initialisation string the module was started with, if any.
+    pub fn init_string(&self) -> Option<&str> {
+        self.inner.init.as_ref().and_then(|s| s.to_str().ok())
     }
 
     /// Loads the module a URI names, or the usual default.
@@ -644,7 +752,9 @@ impl<'h> TokenSession<'h> {
             .and_then(|v| first3(v, method))
             .ok_or_else(|| {
                 Error::Unsupported(format!(
-                    "key '{}' has no CKA_CHECK_VALUE and may not encrypt, so no KCV can be shown",
+                    "key '{}' has no CKA_CHECK_VALUE and may not encrypt, so no KCV can be shown (a token \
+                     that keeps no check value, such as NSS softokn, needs the key to have the encrypt \
+                     usage or to be formed from components)",
                     info.label
                 ))
             })
@@ -687,9 +797,27 @@ impl<'h> TokenSession<'h> {
         mut template: Vec<Attribute>,
         key_type: Option<SecretKeyType>,
     ) -> Result<DerivedKey<'s, 'h>, Error> {
+        // The token's mechanism list decides, as for every feature: NSS's key-database token performs
+        // these derivations though it does not list them, and an unlisted mechanism is not used.
+        let slot = self.session.get_session_info()?.slot_id();
+        let raw = self.hsm.inner.raw()?;
+        let offered = raw
+            .mechanism_info(slot.id(), mechanism)?
+            .is_some_and(|i| i.flags & cryptoki_sys::CKF_DERIVE != 0);
+        if !offered {
+            let name = if mechanism == raw::CKM_DES3_ECB_ENCRYPT_DATA {
+                "CKM_DES3_ECB_ENCRYPT_DATA"
+            } else {
+                "CKM_AES_ECB_ENCRYPT_DATA"
+            };
+            return Err(Error::Unsupported(format!(
+                "token '{}' does not offer {name} (derive), which this derivation needs; nothing is done \
+                 outside the token instead",
+                self.label
+            )));
+        }
         let id = self.session.generate_random_vec(16)?;
         template.push(Attribute::Id(id.clone()));
-        let raw = self.hsm.inner.raw()?;
         raw.derive_encrypt_data(
             self.session.handle(),
             mechanism,
@@ -804,14 +932,54 @@ impl<'h> TokenSession<'h> {
             Some(t) if t.is_des() => Mechanism::Des3Cbc([0; 8]),
             _ => Mechanism::AesCbc([0; 16]),
         };
-        self.session
-            .wrap_key(&mech, wrapping.handle, key.handle)
+        self.wrap_raw(&mech, wrapping.handle, key.handle)
             .map_err(|e| match e {
                 cryptoki::error::Error::Pkcs11(RvError::MechanismInvalid, _) => Error::Unsupported(
                     "the token cannot wrap with this mechanism; the key is not exported in clear instead".into(),
                 ),
                 other => other.into(),
             })
+    }
+
+    /// Wraps `key` under `wrapping` with ECB (`CKM_DES3_ECB` for a triple-DES wrapping key, else
+    /// `CKM_AES_ECB`): the form SCP02 PUT KEY carries (3DES-ECB under the session DEK). Refused by the token
+    /// when it cannot wrap so; the key is never exported in clear instead.
+    pub fn wrap_ecb(&self, wrapping: KeyHandle, key: KeyHandle) -> Result<Vec<u8>, Error> {
+        let mech = match wrapping.key_type {
+            Some(t) if t.is_des() => Mechanism::Des3Ecb,
+            _ => Mechanism::AesEcb,
+        };
+        self.wrap_raw(&mech, wrapping.handle, key.handle)
+            .map_err(|e| match e {
+                cryptoki::error::Error::Pkcs11(RvError::MechanismInvalid, _) => {
+                    Error::Unsupported(format!(
+                        "token '{}' cannot wrap with ECB; the key is not exported in clear instead",
+                        self.label
+                    ))
+                }
+                other => other.into(),
+            })
+    }
+
+    /// `C_WrapKey` through the raw module, which keeps only the bytes the token wrote (see
+    /// [`raw::RawModule::wrap_key`]).
+    pub(crate) fn wrap_raw(
+        &self,
+        mechanism: &Mechanism<'_>,
+        wrapping: ObjectHandle,
+        key: ObjectHandle,
+    ) -> Result<Vec<u8>, cryptoki::error::Error> {
+        let raw = self
+            .hsm
+            .inner
+            .raw()
+            .map_err(|_| cryptoki::error::Error::NullFunctionPointer)?;
+        raw.wrap_key(
+            self.session.handle(),
+            mechanism,
+            wrapping.handle(),
+            key.handle(),
+        )
     }
 
     /// Destroys a persistent object. Used by ceremonies after a typed confirmation.

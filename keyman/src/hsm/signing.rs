@@ -7,13 +7,18 @@
 //! token cannot do something inside (SoftHSM2 has no SP 800-108 KDF, no retail-MAC mechanism) the function
 //! says so with [`Error::Unsupported`] instead of falling back to exporting a key.
 
+use super::capabilities::Feature;
 use super::{raw, DerivedKey, KeyHandle, SecretKeyType, TokenSession, Usage};
 use crate::error::Error;
+use cryptoki::mechanism::kbkdf::{
+    Endianness, KbkdfCounterFormat, KbkdfParams, PrfDataParam, PrfDataParamType,
+};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
 use gp_core::dap::AsymmetricDap;
 use sha2::Digest;
+use std::num::NonZeroUsize;
 
 /// DER of the P-256 curve OID (`1.2.840.10045.3.1.7`), as `CKA_EC_PARAMS` holds it.
 const P256_OID_DER: [u8; 10] = [0x06, 0x08, 0x2A, 0x86, 0x48, 0xCE, 0x3D, 0x03, 0x01, 0x07];
@@ -95,22 +100,67 @@ impl<'h> TokenSession<'h> {
         }
     }
 
-    /// Fails with a clear line unless the token has an SP 800-108 counter-mode KDF, which the `kdf3`
-    /// scheme (AES-CMAC PRF) needs to derive inside the token. The key is never exported instead.
-    pub fn require_sp800_108(&self) -> Result<(), Error> {
-        if self.has_mechanism(MechanismType::SP800_108_COUNTER_KDF)? {
-            // The mechanism exists but this project has not been able to test a token that has it.
-            return Err(Error::Unsupported(format!(
-                "token '{}' offers CKM_SP800_108_COUNTER_KDF, but kdf3 derivation through it is not \
-                 implemented yet; use the emv, visa2 or aes scheme",
-                self.label
-            )));
+    /// Derives a key inside the token with NIST SP 800-108 in counter mode, PRF AES-CMAC under `master`
+    /// (`CKM_SP800_108_COUNTER_KDF`, PKCS#11 3.0): the PRF input of block `i` is `before ‖ i(1) ‖ after`,
+    /// blocks until `out`'s length is produced. Both the `kdf3` scheme (`before` empty) and SCP03's KDF
+    /// (`before` = label, separator and L) have this form. The result is a sensitive session object of
+    /// type `out`, usable for `usages`, extractable (wrapped only) when `wrap_out` is set, and destroyed
+    /// when the guard drops.
+    ///
+    /// Fails with the capability probe's refusal when the token lacks the mechanism: the master is never
+    /// exported to compute it outside.
+    pub fn derive_counter_kdf<'s>(
+        &'s self,
+        master: KeyHandle,
+        before: &[u8],
+        after: &[u8],
+        out: SecretKeyType,
+        usages: &[Usage],
+        wrap_out: bool,
+    ) -> Result<DerivedKey<'s, 'h>, Error> {
+        self.way_for(Feature::DeriveKdf3)?;
+        if out.is_des() || master.key_type.is_some_and(SecretKeyType::is_des) {
+            return Err(self.key_error(
+                "SP 800-108 with AES-CMAC needs an AES master and makes AES keys".into(),
+            ));
         }
-        Err(Error::Unsupported(format!(
-            "token '{}' has no SP 800-108 KDF mechanism (CKM_SP800_108_COUNTER_KDF), so kdf3 keys cannot \
-             be derived inside it, and they are never derived outside; use the aes scheme for AES key sets",
-            self.label
-        )))
+        let counter = KbkdfCounterFormat::new(Endianness::Big, NonZeroUsize::MIN.saturating_add(7));
+        let mut params = Vec::with_capacity(3);
+        if !before.is_empty() {
+            params.push(PrfDataParam::new(PrfDataParamType::ByteArray(before)));
+        }
+        params.push(PrfDataParam::new(PrfDataParamType::IterationVariable(
+            Some(&counter),
+        )));
+        if !after.is_empty() {
+            params.push(PrfDataParam::new(PrfDataParamType::ByteArray(after)));
+        }
+        let mechanism =
+            Mechanism::KbkdfCounter(KbkdfParams::new(MechanismType::AES_CMAC, &params, None));
+        let template = self.session_key_template(out, usages, wrap_out);
+        let handle = self
+            .session
+            .derive_key(&mechanism, master.handle, &template)
+            .map_err(|e| match e {
+                cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::KeyFunctionNotPermitted, _)
+                    if wrap_out =>
+                {
+                    Error::Unsupported(format!(
+                        "token '{}' derives no extractable key from a master that is not extractable \
+                         (NSS softokn's rule), and a key for PUT KEY must leave the token wrapped; only a \
+                         master made with extractable: true can serve PUT KEY on this token",
+                        self.label
+                    ))
+                }
+                other => other.into(),
+            })?;
+        Ok(DerivedKey {
+            session: self,
+            key: KeyHandle {
+                handle,
+                key_type: Some(out),
+            },
+        })
     }
 
     /// The one private key labelled `label`: RSA (any size up to 4096 bits) or EC on P-256.

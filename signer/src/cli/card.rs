@@ -111,7 +111,6 @@ pub fn personalise(
     let mut records = Records::open(
         ledger,
         Some(&TokenUri::parse(&card.master)?),
-        card.token.module.as_deref(),
         &card.token.pin_source,
     )?;
     let mut t = connect(&card.card)?;
@@ -139,10 +138,19 @@ pub fn personalise(
     })?;
     println!("card KDD      {}", hex::encode_upper(done.kdd));
     println!(
-        "issuer keys   KVN {:02X} derived in the token ({}), put with PUT KEY over SCP03",
-        done.kvn, card.scheme
+        "issuer keys   KVN {:02X} derived in the token ({}), put with PUT KEY over SCP{:02X}",
+        done.kvn, card.scheme, done.scp
     );
-    print_kcvs(&done.kcvs);
+    if done.scp == gp_core::scp02::SCP_ID {
+        for (name, kcv) in ["ENC", "MAC", "DEK"].iter().zip(&done.kcvs) {
+            println!(
+                "  {name} KCV     {} (3DES-ECB(00*8))",
+                hex::encode_upper(kcv)
+            );
+        }
+    } else {
+        print_kcvs(&done.kcvs);
+    }
     println!("card state    SECURED");
     Ok(())
 }
@@ -220,7 +228,6 @@ pub fn card_command(command: CardCommand, dry: bool) -> Result<(), Error> {
     let mut records = Records::open(
         ledger.as_deref(),
         Some(&TokenUri::parse(&card.master)?),
-        card.token.module.as_deref(),
         &card.token.pin_source,
     )?;
     let mut t = connect(&card.card)?;
@@ -283,7 +290,6 @@ pub fn put_keys(
     let mut records = Records::open(
         ledger,
         Some(&TokenUri::parse(&card.master)?),
-        card.token.module.as_deref(),
         &card.token.pin_source,
     )?;
     let mut t = connect(&card.card)?;
@@ -390,7 +396,6 @@ pub fn create_sd(
     let mut records = Records::open(
         ledger,
         Some(&TokenUri::parse(&card.master)?),
-        card.token.module.as_deref(),
         &card.token.pin_source,
     )?;
     let mut t = connect(&card.card)?;

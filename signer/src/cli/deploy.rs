@@ -68,7 +68,6 @@ pub fn deploy(
     let mut records = Records::open(
         ledger,
         Some(&TokenUri::parse(&card.master)?),
-        card.token.module.as_deref(),
         &card.token.pin_source,
     )?;
     let mut t = connect(&card.card)?;
@@ -79,6 +78,7 @@ pub fn deploy(
                 "secure channel SCP03 to the card domain of card {} (C-MAC, C-DEC)",
                 hex::encode_upper(kdd)
             );
+            println!("session keys  {}", ch.session_key_path().describe());
             let opts = LoadOptions {
                 sd_aid: sd_aid.clone(),
                 dap_blocks: pkg.dap_blocks_for(&kdd)?,

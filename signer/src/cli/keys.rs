@@ -75,6 +75,10 @@ pub fn keys_derive(
             Err(_) => println!("master        {label} ({master_type})"),
         }
         println!("scheme        {scheme}");
+        println!(
+            "mechanism     {}",
+            signer::diversify::derivation_mechanisms(session, scheme)?
+        );
         println!("KDD           {}", hex::encode_upper(kdd));
         println!("key type      {}", out.name());
         for (name, key) in [("ENC", &keys.enc), ("MAC", &keys.mac), ("DEK", &keys.dek)] {

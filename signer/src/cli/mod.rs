@@ -24,7 +24,7 @@ pub struct CardArgs {
     /// The issuer's master key: pkcs11:token=LABEL;object=KEY-LABEL.
     #[arg(long)]
     pub master: String,
-    /// Key diversification scheme: emv, visa2 or aes.
+    /// Key diversification scheme: emv, visa2, aes or kdf3 (AES master, SP 800-108 in the token).
     #[arg(long, default_value = "emv")]
     pub scheme: Scheme,
     #[command(flatten)]

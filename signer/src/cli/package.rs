@@ -166,7 +166,6 @@ pub fn package(a: PackageArgs, dry: bool) -> Result<(), Error> {
     let mut records = Records::open(
         a.ledger.as_deref(),
         dap_uri.as_ref().or(cipher_uri.as_ref()).map(|(uri, _)| uri),
-        a.token.module.as_deref(),
         &a.token.pin_source,
     )?;
     let result = sign_package(
@@ -203,9 +202,7 @@ pub fn sign_package(
     let mut key_outputs = Vec::new();
     let mut dap_outputs = Vec::new();
     let token_uri = dap_uri.as_ref().or(cipher_uri.as_ref()).map(|(u, _)| u);
-    let hsm = token_uri
-        .map(|u| Hsm::for_uri(u, a.token.module.as_deref()))
-        .transpose()?;
+    let hsm = token_uri.map(|u| Hsm::for_uri(u, None)).transpose()?;
     let session = match (&hsm, token_uri) {
         (Some(h), Some(u)) => Some(h.open(u, &a.token.pin_source)?),
         _ => None,

@@ -129,12 +129,7 @@ pub fn sd_put_keys(a: &SdPutKeysArgs, dry: bool) -> Result<(), Error> {
         records::print_dry_ledger(a.ledger.as_deref(), "delivery");
         return Ok(());
     }
-    let mut records = Records::open(
-        a.ledger.as_deref(),
-        Some(&uri),
-        a.token.module.as_deref(),
-        &a.token.pin_source,
-    )?;
+    let mut records = Records::open(a.ledger.as_deref(), Some(&uri), &a.token.pin_source)?;
     let mut t = connect(&a.card)?;
     let run = "signer sd put-keys";
     let (kdd, kvn, put, channel_set) = records.guard(run, |records| {
