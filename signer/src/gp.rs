@@ -162,15 +162,23 @@ pub fn refuse_same_channel_keys(
 /// The KCV `current` and `new` share, or `None` when they differ. Both are compared by one method: the
 /// token's encryption KCV when both keys may encrypt, else the zero-block check value the token keeps
 /// (`CKA_CHECK_VALUE`; a transport key imported for CMAC only cannot encrypt). A token that keeps no
-/// check value and cannot encrypt under the current key gives no answer, and nothing is refused.
+/// check value for a key that may not encrypt (NSS softokn's derived keys) gives no answer: nothing is
+/// refused, and a note on standard error says the comparison could not be made.
 fn same_key(
     token: &TokenSession<'_>,
     current: KeyHandle,
     new: KeyHandle,
 ) -> Result<Option<[u8; 3]>, Error> {
-    let (a, b) = (token.kcv(current)?, token.kcv(new)?);
-    if a.method == b.method {
-        return Ok((a.value == b.value).then_some(a.value));
+    // Only "this key has no KCV here" is an answer to work around; any other token failure stops the run.
+    let kcv = |key: KeyHandle| match token.kcv(key) {
+        Ok(k) => Ok(Some(k)),
+        Err(keyman::Error::Unsupported(_)) => Ok(None),
+        Err(e) => Err(e),
+    };
+    if let (Some(a), Some(b)) = (kcv(current)?, kcv(new)?) {
+        if a.method == b.method {
+            return Ok((a.value == b.value).then_some(a.value));
+        }
     }
     let kept = |key: KeyHandle| -> Result<Option<[u8; 3]>, Error> {
         Ok(token
@@ -179,8 +187,15 @@ fn same_key(
             .and_then(|v| v.get(..3).and_then(|s| <[u8; 3]>::try_from(s).ok())))
     };
     Ok(match (kept(current)?, kept(new)?) {
-        (Some(x), Some(y)) if x == y => Some(x),
-        _ => None,
+        (Some(x), Some(y)) => (x == y).then_some(x),
+        _ => {
+            eprintln!(
+                "signer: note: token '{}' gives no check value for one of the keys compared, so whether \
+                 the new key set repeats the current channel keys could not be checked",
+                token.label()
+            );
+            None
+        }
     })
 }
 
