@@ -43,6 +43,8 @@ pub struct Personalised {
     pub kcvs: [[u8; 3]; 3],
     /// The secure channel protocol the keys were put with (`02` or `03`).
     pub scp: u8,
+    /// Where the channel's session keys were (see [`channel::SessionKeyPath::describe`]).
+    pub session_keys: &'static str,
 }
 
 /// Replaces a fab-fresh card's transport keys (the default test key) with per-card issuer keys derived in
@@ -73,6 +75,7 @@ pub fn personalise(
         SecretKeyType::Aes128,
         Purpose::PutKey,
     )?;
+    let session_keys = ch.session_key_path().describe();
     let kcvs = put_key_set(&mut ch, token, transport.dek, &new, old_kvn, ISSUER_KVN)?;
     for state in [INITIALIZED, SECURED] {
         ch.send_ok(&set_status(0x80, state, &[]), "SET STATUS")?;
@@ -82,6 +85,7 @@ pub fn personalise(
         kvn: ISSUER_KVN,
         kcvs,
         scp: 0x03,
+        session_keys,
     })
 }
 

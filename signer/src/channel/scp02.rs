@@ -207,6 +207,11 @@ pub fn put_key_set(
     Ok(kcvs)
 }
 
+/// How tools describe where an SCP02 channel's session keys are.
+pub const SESSION_KEYS: &str =
+    "SCP02 session keys on the host (computed with the token's CKM_DES3_CBC, wiped after \
+     the session); PUT KEY key data wrapped by the token (CKM_DES3_ECB under S-DEK)";
+
 /// The key version number the issuer's per-card SCP02 key set gets at personalisation.
 pub const ISSUER_KVN_02: u8 = 0x21;
 
@@ -258,5 +263,6 @@ pub fn personalise(
         kvn: ISSUER_KVN_02,
         kcvs,
         scp: scp02::SCP_ID,
+        session_keys: SESSION_KEYS,
     })
 }
