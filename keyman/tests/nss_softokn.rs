@@ -57,6 +57,16 @@ fn kcv_of(out: &str, label: &str) -> String {
     line[at..at + 6].to_string()
 }
 
+/// The KCV on the line of `out` that contains `marker`.
+fn kcv_after(out: &str, marker: &str) -> String {
+    let line = out
+        .lines()
+        .find(|l| l.contains(marker))
+        .unwrap_or_else(|| panic!("no line with {marker} in {out}"));
+    let at = line.find("KCV ").expect("KCV") + 4;
+    line[at..at + 6].to_string()
+}
+
 #[test]
 fn capabilities_are_probed_mechanism_by_mechanism() {
     let nss = NssDb::new();
@@ -301,4 +311,127 @@ fn kek_exchange_from_nss_to_softhsm() {
         assert!(row.contains("derive") && row.contains("sensitive"), "{row}");
         assert!(!row.contains("extractable"), "{row}");
     }
+}
+
+#[test]
+fn pin_quorum_and_rotation_on_nss() {
+    let nss = NssDb::new();
+    let dir = nss.path("work");
+    // The NSS database password becomes a PIN only a quorum of officers can rebuild.
+    let script = retargeted(&dir, "pin-quorum.ron", &[("issuer", nss_uri())]);
+    let reveal = nss.path("revealed");
+    std::fs::create_dir(&reveal).unwrap();
+    let empty = nss.path("no-answers.txt");
+    private_file(&empty, "");
+    let out = ok(nss
+        .tool("keyman")
+        .args(["ceremony", "run"])
+        .arg(&script)
+        .args(["--ledger", "quorum.jsonl", "--pin-source", &pin_source()])
+        .arg("--answers")
+        .arg(format!("file:{}", empty.display()))
+        .arg("--reveal-to")
+        .arg(&reveal));
+    assert!(out.contains("2-of-3 shares"), "{out}");
+    let err =
+        fails(
+            nss.tool("keyman")
+                .args(["keys", "list", NSS_TOKEN, "--pin-source", &pin_source()]),
+        );
+    assert!(
+        err.contains("wrong PIN for token 'NSS Certificate DB'"),
+        "{err}"
+    );
+    // Two officers open the token and make the next master (may also encrypt: NSS keeps no check value).
+    let shares: String = ["officer-a", "officer-c"]
+        .iter()
+        .map(|o| std::fs::read_to_string(reveal.join(format!("pin-share_issuer_{o}.txt"))).unwrap())
+        .collect();
+    let two = nss.path("two.txt");
+    private_file(&two, &shares);
+    let script = retargeted(&dir, "rotate.ron", &[("issuer", nss_uri())]);
+    let text = std::fs::read_to_string(&script)
+        .unwrap()
+        .replace("usages: [Derive]", "usages: [Derive, Encrypt]");
+    std::fs::write(&script, text).unwrap();
+    let out = ok(nss
+        .tool("keyman")
+        .args(["ceremony", "run"])
+        .arg(&script)
+        .args(["--ledger", "rotate.jsonl"])
+        .arg("--answers")
+        .arg(format!("file:{}", two.display())));
+    assert!(out.contains("'isd-kmc-2' (id 0102)"), "{out}");
+}
+
+#[test]
+fn a_key_exported_as_components_from_nss_is_formed_again_in_softhsm() {
+    let nss = NssDb::new();
+    let soft = store(&["two"]);
+    let dir = nss.path("work");
+    let reveal = nss.path("revealed");
+    std::fs::create_dir(&reveal).unwrap();
+    let export = format!(
+        r#"Ceremony(
+    version: 1,
+    name: "export",
+    purpose: "export a key from NSS as components",
+    tokens: [Token(name: "one", uri: "{}")],
+    roles: [Role(name: "officer", kind: Officer), Role(name: "alice", kind: Custodian),
+        Role(name: "bob", kind: Custodian)],
+    steps: [
+        GenerateSecretKey(label: "xfer", id: "0a", key_type: Des3ThreeKey, usages: [Encrypt, Decrypt],
+            extractable: true, performed_by: ["officer"]),
+        ExportComponents(key: "xfer", custodians: ["alice", "bob"], performed_by: ["officer"]),
+    ],
+)"#,
+        nss_uri()
+    );
+    std::fs::write(dir.join("export.ron"), export).unwrap();
+    let empty = nss.path("none.txt");
+    private_file(&empty, "");
+    let out = ok(keyman_both(&nss, &soft)
+        .args(["ceremony", "run", "export.ron", "--ledger", "export.jsonl"])
+        .args(["--pin-source", "one=env:PIN_NSS"])
+        .arg("--answers")
+        .arg(format!("file:{}", empty.display()))
+        .arg("--reveal-to")
+        .arg(&reveal));
+    let key_kcv = kcv_after(&out, "generated DES3-3KEY 'xfer'");
+    let mut answers = String::new();
+    for n in 1..=2 {
+        let line =
+            std::fs::read_to_string(reveal.join(format!("export_one_xfer_{n}.txt"))).unwrap();
+        let value = line.split(" = ").nth(1).unwrap().trim().to_string();
+        answers.push_str(&format!("component/two/xfer/{n} = {value}\n"));
+        answers.push_str(&format!("kcv-ok/two/xfer/{n} = yes\n"));
+    }
+    let reform = format!(
+        r#"Ceremony(
+    version: 1,
+    name: "reform",
+    purpose: "form the key again in SoftHSM2",
+    tokens: [Token(name: "two", uri: "{}")],
+    roles: [Role(name: "officer", kind: Officer), Role(name: "alice", kind: Custodian),
+        Role(name: "bob", kind: Custodian)],
+    steps: [
+        FormKey(label: "xfer", id: "0a", key_type: Des3ThreeKey, usages: [Encrypt],
+            components: [Component(custodian: "alice"), Component(custodian: "bob")],
+            token: "two", performed_by: ["officer"]),
+    ],
+)"#,
+        soft_uri("two")
+    );
+    std::fs::write(dir.join("reform.ron"), reform).unwrap();
+    let answers_path = nss.path("answers.txt");
+    private_file(&answers_path, &answers);
+    let out = ok(keyman_both(&nss, &soft)
+        .args(["ceremony", "run", "reform.ron", "--ledger", "reform.jsonl"])
+        .args(["--pin-source", "two=env:PIN_SOFT"])
+        .arg("--answers")
+        .arg(format!("file:{}", answers_path.display())));
+    // The same key, by its check value, in the other implementation.
+    assert_eq!(kcv_after(&out, "formed DES3-3KEY 'xfer'"), key_kcv);
+    assert!(out.contains("confirmed by the token"), "{out}");
+    assert!(inventory(&soft, "two").contains(&key_kcv));
 }

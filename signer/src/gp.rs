@@ -43,6 +43,8 @@ pub struct Personalised {
     pub kcvs: [[u8; 3]; 3],
     /// The secure channel protocol the keys were put with (`02` or `03`).
     pub scp: u8,
+    /// Where the channel's session keys were (see [`channel::SessionKeyPath::describe`]).
+    pub session_keys: &'static str,
 }
 
 /// Replaces a fab-fresh card's transport keys (the default test key) with per-card issuer keys derived in
@@ -57,7 +59,7 @@ pub fn personalise(
 ) -> Result<Personalised, Error> {
     channel::select(t, &ISD_AID)?;
     if channel::offered_scp(t, token)? == gp_core::scp02::SCP_ID {
-        return channel::scp02::personalise(t, token, master, scheme);
+        return channel::scp02::personalise(t, token, master, scheme, allow_same_channel_keys);
     }
     let transport_keys = crate::sd::import_default_transport_keys(token)?;
     let transport = transport_keys.statics();
@@ -74,6 +76,7 @@ pub fn personalise(
         SecretKeyType::Aes128,
         Purpose::PutKey,
     )?;
+    let session_keys = ch.session_key_path().describe();
     let kcvs = put_key_set(
         &mut ch,
         token,
@@ -90,6 +93,7 @@ pub fn personalise(
         kvn: ISSUER_KVN,
         kcvs,
         scp: 0x03,
+        session_keys,
     })
 }
 

@@ -46,13 +46,20 @@ fn masters(nss: &NssDb) {
             components: [Component(custodian: "custodian-a"), Component(custodian: "custodian-b")],
             token: "issuer", performed_by: ["officer"], witnessed_by: ["witness"],
         ),
+        FormKey(
+            label: "lfdb-cipher", id: "0113", key_type: Aes128, usages: [Encrypt, Decrypt],
+            components: [Component(custodian: "custodian-a"), Component(custodian: "custodian-b")],
+            token: "issuer", performed_by: ["officer"], witnessed_by: ["witness"],
+        ),
+        GenerateKeyPair(label: "dap-ec", id: "0114", key_type: EcP256, usages: [Sign],
+            performed_by: ["officer"], witnessed_by: ["witness"]),
     ],
 )"#,
         token()
     );
     std::fs::write(nss.path("masters.ron"), script).unwrap();
     let mut answers = String::new();
-    for k in ["isd-kmc-aes", "dap-master"] {
+    for k in ["isd-kmc-aes", "dap-master", "lfdb-cipher"] {
         for (i, c) in [
             "00112233445566778899AABBCCDDEEFF",
             "0F1E2D3C4B5A69788796A5B4C3D2E1F0",
@@ -147,6 +154,28 @@ fn kdf3_personalisation_per_card_daps_and_deploy_on_nss() {
         .args(["--dap", "rsa", "--dap-key", &key("ssd-dap-rsa")])
         .args(["--pin-source", &pin_source()]));
     assert!(rsa.contains("by 'ssd-dap-rsa'"), "{rsa}");
+    // An ECDSA P-256 DAP and a ciphered LFDB, both made by NSS, checked again offline with the token.
+    let ec = ok(nss
+        .tool("signer")
+        .args(["package", &p("hello.cap"), "--out", &p("hello-ec.pkg")])
+        .args(["--dap", "ecdsa", "--dap-key", &key("dap-ec")])
+        .args(["--encrypt", "--cipher-key", &key("lfdb-cipher")])
+        .args(["--pin-source", &pin_source()]));
+    assert!(ec.contains("by 'dap-ec'"), "{ec}");
+    let checked = ok(nss
+        .tool("signer")
+        .args(["verify", &p("hello-ec.pkg"), "--dap-key", &key("dap-ec")])
+        .args([
+            "--cipher-key",
+            &key("lfdb-cipher"),
+            "--pin-source",
+            &pin_source(),
+        ]));
+    assert!(checked.contains("verified with"), "{checked}");
+    assert!(
+        ok(nss.tool("signer").args(["inspect", &p("hello-ec.pkg")])).contains("ecdsa-p256-sha256"),
+        "inspect"
+    );
     let deployed = ok(nss
         .tool("signer")
         .args([

@@ -43,7 +43,7 @@ fn issued_card() -> (SoftHsm, String) {
 
     let image = hsm.path("card.img").display().to_string();
     ok(hsm.tool("card-sim").args(["new", "--image", &image]));
-    ok(hsm.tool("signer").args([
+    let personalised = ok(hsm.tool("signer").args([
         "personalise",
         "--card",
         &format!("sim:{image}"),
@@ -52,6 +52,11 @@ fn issued_card() -> (SoftHsm, String) {
         "--pin-source",
         &pin_source(),
     ]));
+    // The fab's transport keys arrive as values without the derive usage: the host way, said so.
+    assert!(
+        personalised.contains("session keys  SCP03 session keys on the host"),
+        "{personalised}"
+    );
     (hsm, image)
 }
 

@@ -328,10 +328,10 @@ impl Verdict {
 impl Hsm {
     /// Whether the token in `slot` offers `mechanism` with `flag` set.
     fn offers(&self, slot: Slot, need: &Need) -> Result<bool, Error> {
-        let raw = self.inner.raw()?;
-        Ok(raw
-            .mechanism_info(slot.id(), need.mechanism)?
-            .is_some_and(|info| info.flags & need.flag == need.flag))
+        Ok(self
+            .inner
+            .mechanism_flags(slot.id(), need.mechanism)?
+            .is_some_and(|flags| flags & need.flag == need.flag))
     }
 
     /// Probes one feature on the token in `slot`.

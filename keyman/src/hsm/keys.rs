@@ -208,23 +208,22 @@ impl KeyPairType {
 }
 
 impl TokenSession<'_> {
-    /// Whether the token offers `mechanism` for `what` (its mechanism list and the mechanism's flags).
+    /// Whether the token offers `mechanism` for `what`: the same `C_GetMechanismInfo` answers, asked by
+    /// number and cached, that the capability probe ([`super::capabilities`]) reads.
     pub fn can(&self, mechanism: MechanismType, what: Capability) -> Result<bool, Error> {
         let slot = self.session.get_session_info()?.slot_id();
-        // Asked directly: `cryptoki`'s mechanism list leaves out mechanisms it has no name for (SoftHSM2's
-        // DES2-KEY-GEN and DES3-CBC among them), so the list would wrongly say they are missing.
-        let info = match self.hsm.inner.ctx.get_mechanism_info(slot, mechanism) {
-            Ok(info) => info,
-            Err(cryptoki::error::Error::Pkcs11(RvError::MechanismInvalid, _)) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        let flag = match what {
+            Capability::Generate => cryptoki_sys::CKF_GENERATE,
+            Capability::GenerateKeyPair => cryptoki_sys::CKF_GENERATE_KEY_PAIR,
+            Capability::Wrap => cryptoki_sys::CKF_WRAP,
+            Capability::Unwrap => cryptoki_sys::CKF_UNWRAP,
+            Capability::Encrypt => cryptoki_sys::CKF_ENCRYPT,
         };
-        Ok(match what {
-            Capability::Generate => info.generate(),
-            Capability::GenerateKeyPair => info.generate_key_pair(),
-            Capability::Wrap => info.wrap(),
-            Capability::Unwrap => info.unwrap(),
-            Capability::Encrypt => info.encrypt(),
-        })
+        Ok(self
+            .hsm
+            .inner
+            .mechanism_flags(slot.id(), mechanism.into())?
+            .is_some_and(|f| f & flag == flag))
     }
 
     /// The best mechanism this token can `what` (wrap or unwrap) with under a KEK of `kek` type for keys

@@ -230,6 +230,10 @@ struct Inner {
     /// The initialisation string the module received at `C_Initialize`; kept for the life of the process
     /// because the module was handed a pointer to it.
     init: Option<CString>,
+    /// `C_GetMechanismInfo` answers by (slot, mechanism): flags, or `None` when not offered. A token's
+    /// mechanisms do not change while the module is loaded, and the tools ask per card.
+    mechanisms:
+        Mutex<HashMap<(u64, cryptoki_sys::CK_MECHANISM_TYPE), Option<cryptoki_sys::CK_FLAGS>>>,
 }
 
 /// Modules initialised in this process, by path.
@@ -366,6 +370,7 @@ impl Hsm {
                 path: path.clone(),
                 raw: OnceLock::new(),
                 init,
+                mechanisms: Mutex::new(HashMap::new()),
             }),
         };
         loaded.insert(path, hsm.clone());
@@ -389,6 +394,31 @@ impl Hsm {
 }
 
 impl Inner {
+    /// The `CKF_*` flags the token in `slot` reports for `mechanism`, or `None` when it does not offer it;
+    /// asked once per process.
+    fn mechanism_flags(
+        &self,
+        slot: u64,
+        mechanism: cryptoki_sys::CK_MECHANISM_TYPE,
+    ) -> Result<Option<cryptoki_sys::CK_FLAGS>, Error> {
+        if let Some(known) = self
+            .mechanisms
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&(slot, mechanism)).copied())
+        {
+            return Ok(known);
+        }
+        let flags = self
+            .raw()?
+            .mechanism_info(slot, mechanism)?
+            .map(|i| i.flags);
+        if let Ok(mut m) = self.mechanisms.lock() {
+            m.insert((slot, mechanism), flags);
+        }
+        Ok(flags)
+    }
+
     fn raw(&self) -> Result<&raw::RawModule, Error> {
         self.raw
             .get_or_init(|| raw::RawModule::load(&self.path).map_err(|e| e.to_string()))
@@ -800,10 +830,12 @@ impl<'h> TokenSession<'h> {
         // The token's mechanism list decides, as for every feature: NSS's key-database token performs
         // these derivations though it does not list them, and an unlisted mechanism is not used.
         let slot = self.session.get_session_info()?.slot_id();
+        let offered = self
+            .hsm
+            .inner
+            .mechanism_flags(slot.id(), mechanism)?
+            .is_some_and(|f| f & cryptoki_sys::CKF_DERIVE != 0);
         let raw = self.hsm.inner.raw()?;
-        let offered = raw
-            .mechanism_info(slot.id(), mechanism)?
-            .is_some_and(|i| i.flags & cryptoki_sys::CKF_DERIVE != 0);
         if !offered {
             let name = if mechanism == raw::CKM_DES3_ECB_ENCRYPT_DATA {
                 "CKM_DES3_ECB_ENCRYPT_DATA"

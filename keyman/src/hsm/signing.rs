@@ -75,29 +75,20 @@ impl<'h> TokenSession<'h> {
 
     /// Whether the token offers `mechanism` at all.
     ///
-    /// Asked per mechanism (`C_GetMechanismInfo`), never through `cryptoki`'s mechanism list, which
-    /// silently leaves out mechanisms it has no name for (SoftHSM2's DES2-KEY-GEN, DES3-CBC, …).
+    /// Asked per mechanism by number (`C_GetMechanismInfo`, cached), never through `cryptoki`'s mechanism
+    /// list, which silently leaves out mechanisms it has no name for (SoftHSM2's DES2-KEY-GEN, DES3-CBC, …).
     pub fn has_mechanism(&self, mechanism: MechanismType) -> Result<bool, Error> {
         let slot = self.session.get_session_info()?.slot_id();
-        match self.hsm.inner.ctx.get_mechanism_info(slot, mechanism) {
-            Ok(_) => Ok(true),
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::MechanismInvalid, _)) => {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        Ok(self
+            .hsm
+            .inner
+            .mechanism_flags(slot.id(), mechanism.into())?
+            .is_some())
     }
 
     /// Whether the token can wrap keys with `mechanism` (its mechanism info has the wrap flag).
     pub fn can_wrap_with(&self, mechanism: MechanismType) -> Result<bool, Error> {
-        let slot = self.session.get_session_info()?.slot_id();
-        match self.hsm.inner.ctx.get_mechanism_info(slot, mechanism) {
-            Ok(info) => Ok(info.wrap()),
-            Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::MechanismInvalid, _)) => {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.can(mechanism, super::Capability::Wrap)
     }
 
     /// Derives a key inside the token with NIST SP 800-108 in counter mode, PRF AES-CMAC under `master`

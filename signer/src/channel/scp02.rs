@@ -207,6 +207,11 @@ pub fn put_key_set(
     Ok(kcvs)
 }
 
+/// How tools describe where an SCP02 channel's session keys are.
+pub const SESSION_KEYS: &str =
+    "SCP02 session keys on the host (computed with the token's CKM_DES3_CBC, wiped after \
+     the session); PUT KEY key data wrapped by the token (CKM_DES3_ECB under S-DEK)";
+
 /// The key version number the issuer's per-card SCP02 key set gets at personalisation.
 pub const ISSUER_KVN_02: u8 = 0x21;
 
@@ -220,6 +225,7 @@ pub fn personalise(
     token: &TokenSession<'_>,
     master: KeyHandle,
     scheme: gp_core::diversify::Scheme,
+    allow_same_channel_keys: bool,
 ) -> Result<crate::gp::Personalised, Error> {
     token.way_for(Feature::Scp02KeyLoading)?;
     crate::diversify::check_master(token, master, scheme, SecretKeyType::Des3TwoKey)?;
@@ -244,6 +250,17 @@ pub fn personalise(
     )?;
     let mut ch =
         Scp02Channel::authenticate(t, token, statics, hc, &iu, SecurityLevel::C_MAC_C_DEC, true)?;
+    if !allow_same_channel_keys {
+        crate::gp::refuse_same_channel_keys(
+            token,
+            &statics,
+            &new,
+            &format!(
+                "PUT KEY of key set {ISSUER_KVN_02:02X} replacing {:02X}",
+                iu.kvn
+            ),
+        )?;
+    }
     let kcvs = put_key_set(
         &mut ch,
         [new.enc.handle(), new.mac.handle(), new.dek.handle()],
@@ -258,5 +275,6 @@ pub fn personalise(
         kvn: ISSUER_KVN_02,
         kcvs,
         scp: scp02::SCP_ID,
+        session_keys: SESSION_KEYS,
     })
 }

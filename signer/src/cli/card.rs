@@ -141,6 +141,7 @@ pub fn personalise(
         "issuer keys   KVN {:02X} derived in the token ({}), put with PUT KEY over SCP{:02X}",
         done.kvn, card.scheme, done.scp
     );
+    println!("session keys  {}", done.session_keys);
     if done.scp == gp_core::scp02::SCP_ID {
         for (name, kcv) in ["ENC", "MAC", "DEK"].iter().zip(&done.kcvs) {
             println!(
