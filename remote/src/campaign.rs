@@ -1,0 +1,96 @@
+//! `admin-server campaign add|list|show|pause|resume|cancel`: campaigns in the server's database.
+
+use crate::db::{CampaignState, Db};
+use crate::error::Error;
+use sha2::{Digest, Sha256};
+use signer::cards::CardReader;
+use signer::package::Package;
+use std::path::Path;
+
+/// Most cards one campaign may list.
+pub const MAX_CARDS: usize = 10_000_000;
+
+/// Adds campaign `name`: the package (checked, and stored in the database so later changes to the file
+/// do not matter), the cards of the card list, and the security domain the load file goes to (the ISD
+/// when `None`). Every card must have its DAP in the package when the package has per-card DAPs.
+pub fn add(
+    db: &mut Db,
+    name: &str,
+    package: &Path,
+    cards: &Path,
+    sd: Option<&str>,
+) -> Result<String, Error> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(Error::Usage(
+            "a campaign name is 1 to 64 characters from A-Z a-z 0-9 - _ .".into(),
+        ));
+    }
+    let (pkg, bytes) = Package::read_with_bytes(package)?;
+    let sd_aid = sd
+        .map(|s| signer::token::parse_aid(s, "--sd"))
+        .transpose()?;
+    let mut reader = CardReader::open(cards)?;
+    let mut list = Vec::new();
+    while let Some(card) = reader.next_card()? {
+        if list.len() >= MAX_CARDS {
+            return Err(Error::Usage(format!("more than {MAX_CARDS} cards")));
+        }
+        pkg.dap_blocks_for(&card.kdd)?;
+        list.push((card.identity, card.kdd));
+    }
+    if list.is_empty() {
+        return Err(Error::Usage(format!("{} lists no card", cards.display())));
+    }
+    let sha = hex::encode(Sha256::digest(&bytes));
+    db.add_campaign(name, &bytes, &sha, sd_aid.as_deref(), &list)?;
+    Ok(format!(
+        "campaign {name} added: package {} (SHA-256 {sha}), {} cards, security domain {}",
+        pkg.manifest.load_file_aid,
+        list.len(),
+        sd.unwrap_or("ISD")
+    ))
+}
+
+/// One line per campaign.
+pub fn list(db: &Db) -> Result<String, Error> {
+    let mut out = String::from("NAME STATE PENDING IN_FLIGHT DONE FAILED PACKAGE-SHA256\n");
+    for c in db.campaigns()? {
+        let [p, i, d, f] = c.counts;
+        out.push_str(&format!(
+            "{} {} {p} {i} {d} {f} {}\n",
+            c.name, c.state, c.package_sha256
+        ));
+    }
+    Ok(out)
+}
+
+/// One line per card of campaign `name`.
+pub fn show(db: &Db, name: &str) -> Result<String, Error> {
+    let cards = db.cards(name)?;
+    if cards.is_empty() && !db.campaigns()?.iter().any(|c| c.name == name) {
+        return Err(Error::Campaign(format!("no campaign named '{name}'")));
+    }
+    let mut out = String::from("IDENTITY KDD STATE ATTEMPTS REASON\n");
+    for c in cards {
+        out.push_str(&format!(
+            "{} {} {} {} {}\n",
+            c.identity,
+            c.kdd,
+            c.state.as_str(),
+            c.attempts,
+            c.reason.as_deref().unwrap_or("-")
+        ));
+    }
+    Ok(out)
+}
+
+/// Pauses, resumes or cancels campaign `name`.
+pub fn set_state(db: &mut Db, name: &str, state: CampaignState) -> Result<String, Error> {
+    db.set_campaign_state(name, state)?;
+    Ok(format!("campaign {name}: {state:?}").to_lowercase())
+}

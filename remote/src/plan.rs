@@ -1,0 +1,156 @@
+//! What the server asks of a card, command by command: identifying it (first script), installing a
+//! campaign's package on it, and auditing a card whose outcome is unknown. Everything is built from the
+//! package exactly as `signer deploy` builds it (the signer library's own command builders).
+
+use crate::error::Error;
+use gp_core::apdu::{CommandApdu, ResponseApdu};
+use gp_core::commands::{self, parse_get_status_response_for, GET_STATUS_TLV};
+use signer::channel::ISD_AID;
+use signer::gp::{LoadOptions, LoadRequest};
+use signer::package::Package;
+
+/// GET DATA tag of the Card Production Life Cycle data, which the first script reads for the log.
+pub const CPLC_TAG: u16 = 0x9F7F;
+/// The key version number asked for in INITIALIZE UPDATE: 0, the card's default key set.
+pub const KVN: u8 = 0x00;
+
+/// The first script: SELECT the ISD, GET DATA (CPLC), INITIALIZE UPDATE with the host challenge.
+pub fn identify(host_challenge: &[u8; 8]) -> Vec<CommandApdu> {
+    vec![
+        commands::select_by_aid(&ISD_AID),
+        commands::get_data(CPLC_TAG),
+        commands::initialize_update(KVN, host_challenge),
+    ]
+}
+
+/// The package's operation for one card, as plain commands with their names.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// The load file's AID.
+    pub load_file_aid: Vec<u8>,
+    /// The applets' AIDs, installed in this order.
+    pub applets: Vec<Vec<u8>>,
+    /// The load request (LFDB or ciphered LFDB, hash, applets).
+    pub request: LoadRequest,
+    /// Security domain, DAP blocks for this card, ciphered LFDB.
+    pub options: LoadOptions,
+}
+
+impl Operation {
+    /// Reads what `signer deploy` would send to the card with `kdd`: fails when the package has no DAP
+    /// for this card (the card would refuse the load).
+    pub fn for_card(
+        pkg: &Package,
+        kdd: &[u8; 10],
+        sd_aid: Option<&[u8]>,
+    ) -> Result<Operation, Error> {
+        let applets = pkg.applets()?;
+        let ciphered = match &pkg.manifest.cipher {
+            Some(c) => Some((
+                hex::decode(&c.icv)
+                    .map_err(|_| Error::Usage("package manifest.cipher.icv is not hex".into()))?,
+                pkg.ciphered_bytes()?,
+            )),
+            None => None,
+        };
+        let request = LoadRequest {
+            load_file_aid: pkg.load_file_aid()?,
+            lfdb: if ciphered.is_some() {
+                Vec::new()
+            } else {
+                pkg.lfdb_bytes()?
+            },
+            lfdb_hash: pkg.lfdb_hash()?,
+            applets: applets.iter().map(|a| (a.clone(), a.clone())).collect(),
+        };
+        let options = LoadOptions {
+            sd_aid: sd_aid.map(<[u8]>::to_vec),
+            dap_blocks: pkg.dap_blocks_for(kdd)?,
+            ciphered,
+        };
+        Ok(Operation {
+            load_file_aid: request.load_file_aid.clone(),
+            applets,
+            request,
+            options,
+        })
+    }
+
+    /// INSTALL [for load], LOAD…, INSTALL [for install and make selectable]… with their names.
+    pub fn full(&self) -> Result<Vec<(String, CommandApdu)>, Error> {
+        Ok(signer::gp::load_and_install_commands(
+            &self.request,
+            &self.options,
+        )?)
+    }
+
+    /// INSTALL [for install and make selectable] of the applets from index `from` on.
+    pub fn installs_from(&self, from: usize) -> Result<Vec<(String, CommandApdu)>, Error> {
+        Ok(signer::gp::install_commands(&self.request)?
+            .into_iter()
+            .skip(from)
+            .collect())
+    }
+
+    /// The audit: GET STATUS of the load file, then of each applet in install order. The card stops at
+    /// the first `6A88` (not found), and since the operation creates them in this order, everything after
+    /// the first missing one is missing too.
+    pub fn audit(&self) -> Vec<(String, CommandApdu)> {
+        let mut out = vec![(
+            "GET STATUS (load file)".to_string(),
+            commands::get_status(0x20, false, &self.load_file_aid),
+        )];
+        for a in &self.applets {
+            out.push((
+                "GET STATUS (application)".to_string(),
+                commands::get_status(0x40, false, a),
+            ));
+        }
+        out
+    }
+
+    /// Reads the audit's (verified, unwrapped) responses: how much of the operation the card holds.
+    pub fn audit_result(&self, responses: &[ResponseApdu]) -> Result<Held, Error> {
+        let mut present = 0usize;
+        let wanted = std::iter::once((0x20u8, &self.load_file_aid))
+            .chain(self.applets.iter().map(|a| (0x40u8, a)));
+        for ((p1, aid), resp) in wanted.zip(responses) {
+            let found = match resp.sw {
+                0x9000 | 0x6310 => parse_get_status_response_for(p1, GET_STATUS_TLV, &resp.data)
+                    .map_err(|e| Error::Card(format!("malformed GET STATUS response: {e}")))?
+                    .iter()
+                    .any(|e| &e.aid == aid),
+                0x6A88 => false,
+                sw => {
+                    return Err(Error::Card(format!(
+                        "GET STATUS answered {sw:04X} during the audit"
+                    )))
+                }
+            };
+            if !found {
+                return Ok(match present {
+                    0 => Held::Nothing,
+                    n => Held::LoadFileAnd(n - 1),
+                });
+            }
+            present += 1;
+        }
+        if present < 1 + self.applets.len() {
+            return Err(Error::Card(
+                "the audit stopped before it found what the card holds".into(),
+            ));
+        }
+        Ok(Held::Everything)
+    }
+}
+
+/// How much of an operation a card holds, as the audit found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// No load file (a load cut short leaves nothing: the card drops it on reset).
+    Nothing,
+    /// The load file and the first `n` applets (fewer than all).
+    LoadFileAnd(usize),
+    /// The load file and every applet.
+    Everything,
+}
