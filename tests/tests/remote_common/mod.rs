@@ -1,0 +1,166 @@
+//! Shared setup of the remote delivery tests: the admin server as a process on loopback, its
+//! configuration, the agent in-process against simulated cards, and a card transport that loses power.
+
+#![allow(dead_code)]
+
+use postissue_tests::{ok, SoftHsm, PIN_VAR};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+/// A free loopback port (bound and released; the server binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Writes the server's configuration: plain HTTP on loopback unless `tls` gives the `tls: (…)` value.
+pub fn write_config(dir: &Path, name: &str, port: u16, tls: Option<&str>) -> PathBuf {
+    let path = dir.join(name);
+    let tls = tls.unwrap_or("(plain_http_on_loopback: true)");
+    std::fs::write(
+        &path,
+        format!(
+            r#"(
+    listen: "127.0.0.1:{port}",
+    tls: {tls},
+    database: "remote.db",
+    issuer_master: "pkcs11:token=issuer;object=isd-kmc",
+    scheme: "emv",
+    pin_source: "env:{PIN_VAR}",
+    ledger: Some("remote-ledger.jsonl"),
+)"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The admin server running as a process; killed on drop.
+pub struct ServerProc {
+    child: Child,
+    /// What it printed when it started.
+    pub banner: String,
+}
+
+impl ServerProc {
+    /// Starts `admin-server serve --config CONFIG` and waits until it listens.
+    pub fn start(hsm: &SoftHsm, config: &Path) -> ServerProc {
+        let mut child = hsm
+            .tool("admin-server")
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("ADMIN_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("admin-server");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        assert!(
+            line.contains("admin-server listening on"),
+            "admin-server did not start: {line}"
+        );
+        ServerProc {
+            child,
+            banner: line,
+        }
+    }
+
+    /// Kills the server at once (no clean shutdown), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `admin-server campaign …` against the configuration.
+pub fn campaign(hsm: &SoftHsm, config: &Path, args: &[&str]) -> String {
+    ok(hsm
+        .tool("admin-server")
+        .args(["campaign", "--config"])
+        .arg(config)
+        .args(args))
+}
+
+/// The in-process agent for plain HTTP on loopback, with quick retries.
+pub fn agent(port: u16) -> remote::agent::AgentConfig {
+    remote::agent::AgentConfig {
+        server: format!("http://127.0.0.1:{port}/admin").parse().unwrap(),
+        tls: remote::tls::ClientTls::Plain,
+        from: "test-agent".into(),
+        retries: 6,
+        backoff: Duration::from_millis(50),
+    }
+}
+
+/// A simulated card that loses power after `budget` APDUs (every later APDU fails as a card pulled from
+/// the reader would), and runs `at_end` once when the budget is used up.
+pub struct PowerCut {
+    /// The card.
+    pub inner: signer::transport::SimTransport,
+    /// APDUs left before the power goes.
+    pub budget: usize,
+    /// APDUs sent so far.
+    pub sent: usize,
+    /// Called when the budget runs out, instead of cutting the power, when set.
+    pub at_end: Option<Box<dyn FnMut()>>,
+}
+
+impl PowerCut {
+    /// The card in `image` with an APDU budget.
+    pub fn new(image: &str, budget: usize) -> PowerCut {
+        PowerCut {
+            inner: signer::transport::SimTransport::open(Path::new(image)).unwrap(),
+            budget,
+            sent: 0,
+            at_end: None,
+        }
+    }
+}
+
+impl signer::transport::Transport for PowerCut {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, signer::Error> {
+        if self.sent >= self.budget {
+            if let Some(mut f) = self.at_end.take() {
+                f();
+            } else {
+                return Err(signer::Error::Card("the card lost power".into()));
+            }
+        }
+        self.sent += 1;
+        self.inner.transmit_raw(apdu)
+    }
+}
+
+/// How many times the registry of the card lists `kind` (APP, ELF, SSD) entries with `aid`.
+pub fn count_entries(registry: &str, kind: &str, aid: &str) -> usize {
+    registry
+        .lines()
+        .filter(|l| l.starts_with(kind) && l.split_whitespace().nth(1) == Some(aid))
+        .count()
+}
+
+/// The rows of `campaign show`, as (identity, kdd, state, attempts, reason).
+pub fn rows(show: &str) -> Vec<(String, String, String, u32, String)> {
+    show.lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.splitn(5, ' ');
+            let mut next = || f.next().unwrap_or("").to_string();
+            let (id, kdd, state, att, reason) = (next(), next(), next(), next(), next());
+            (id, kdd, state, att.parse().unwrap(), reason)
+        })
+        .collect()
+}
