@@ -50,7 +50,7 @@ pub struct ServerProc {
 impl ServerProc {
     /// Starts `admin-server serve --config CONFIG` and waits until it listens.
     pub fn start(hsm: &SoftHsm, config: &Path) -> ServerProc {
-        let mut child = hsm
+        let child = hsm
             .tool("admin-server")
             .args(["serve", "--config"])
             .arg(config)
@@ -59,6 +59,11 @@ impl ServerProc {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("admin-server");
+        ServerProc::adopt(child)
+    }
+
+    /// Waits until a started `admin-server serve` (stdout piped) listens.
+    pub fn adopt(mut child: Child) -> ServerProc {
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -135,6 +140,7 @@ impl signer::transport::Transport for PowerCut {
         if self.sent >= self.budget {
             if let Some(mut f) = self.at_end.take() {
                 f();
+                self.budget = usize::MAX;
             } else {
                 return Err(signer::Error::Card("the card lost power".into()));
             }
@@ -163,4 +169,84 @@ pub fn rows(show: &str) -> Vec<(String, String, String, u32, String)> {
             (id, kdd, state, att.parse().unwrap(), reason)
         })
         .collect()
+}
+
+/// A loopback TCP proxy in front of the server that reads whole HTTP/1.1 messages and, once, drops the
+/// connection instead of forwarding message number `cut_after + 1` (counted over all connections):
+/// `cut_after` 0 loses the opening request, 1 the server's first answer, and so on.
+pub struct CutProxy {
+    /// The port agents connect to.
+    pub port: u16,
+    /// Whether the cut has happened.
+    pub cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+fn read_message(r: &mut BufReader<std::net::TcpStream>) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line).ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&line);
+        if line == b"\r\n" {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    head.extend_from_slice(&body);
+    Some(head)
+}
+
+impl CutProxy {
+    /// Starts the proxy to the server on `server_port`.
+    pub fn start(server_port: u16, cut_after: usize) -> CutProxy {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(AtomicUsize::new(0));
+        let cut = Arc::new(AtomicBool::new(false));
+        let cut2 = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let (count, cut) = (count.clone(), cut2.clone());
+                std::thread::spawn(move || {
+                    let server = std::net::TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+                    let mut from_client = BufReader::new(client.try_clone().unwrap());
+                    let mut from_server = BufReader::new(server.try_clone().unwrap());
+                    let (mut to_client, mut to_server) = (client, server);
+                    let pass = |msg: Option<Vec<u8>>, to: &mut std::net::TcpStream| -> bool {
+                        let Some(msg) = msg else { return false };
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        if n == cut_after && !cut.swap(true, Ordering::SeqCst) {
+                            return false;
+                        }
+                        to.write_all(&msg).is_ok()
+                    };
+                    loop {
+                        if !pass(read_message(&mut from_client), &mut to_server) {
+                            break;
+                        }
+                        if !pass(read_message(&mut from_server), &mut to_client) {
+                            break;
+                        }
+                    }
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                    let _ = to_server.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CutProxy { port, cut }
+    }
 }
