@@ -153,10 +153,23 @@ impl AgentConfig {
                     }
                     let ssl = cfg.into_ssl(host)?;
                     let mut stream = tokio_openssl::SslStream::new(ssl, tcp)?;
-                    Pin::new(&mut stream)
-                        .connect()
-                        .await
-                        .map_err(|e| Error::Tls(format!("handshake with {host}:{port}: {e}")))?;
+                    Pin::new(&mut stream).connect().await.map_err(|e| {
+                        // A refusal (bad certificate, unknown PSK, alert) will not go away by
+                        // retrying; a dropped connection might.
+                        let text = format!("handshake with {host}:{port}: {e}");
+                        if e.io_error().is_some()
+                            || e.code() == openssl::ssl::ErrorCode::ZERO_RETURN
+                        {
+                            Error::Http(text)
+                        } else {
+                            Error::Tls(text)
+                        }
+                    })?;
+                    tracing::info!(
+                        "TLS to {host}:{port}: {} {}",
+                        stream.ssl().version_str(),
+                        stream.ssl().current_cipher().map_or("?", |c| c.name())
+                    );
                     let (sender, conn) =
                         hyper::client::conn::http1::handshake(TokioIo::new(stream))
                             .await
@@ -170,7 +183,7 @@ impl AgentConfig {
             .await
             .map_err(|_| Attempt::Retry(Error::Http("connecting timed out".into())))?
             .map_err(|e: Error| match e {
-                Error::Tls(_) | Error::Http(_) => Attempt::Retry(e),
+                Error::Http(_) => Attempt::Retry(e),
                 other => Attempt::Fatal(other),
             })?;
         Ok(Conn { key, sender })
