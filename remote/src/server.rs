@@ -287,7 +287,9 @@ async fn handle_inner(
         }
         Err(e) => {
             let status = match &e {
-                Error::Protocol(_) | Error::Script(_) | Error::Card(_) => StatusCode::BAD_REQUEST,
+                Error::Protocol(_) | Error::Script(_) => StatusCode::BAD_REQUEST,
+                // The request was well formed; what the card answered in it is not usable.
+                Error::Card(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 Error::Usage(_) | Error::Database(_) | Error::Hsm(_) | Error::Signer(_) => {
                     StatusCode::SERVICE_UNAVAILABLE
                 }

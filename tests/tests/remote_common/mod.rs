@@ -121,6 +121,9 @@ pub struct PowerCut {
     pub sent: usize,
     /// Called when the budget runs out, instead of cutting the power, when set.
     pub at_end: Option<Box<dyn FnMut()>>,
+    /// From this APDU on (counted from 0), the first byte of every response with data is flipped, as a
+    /// card or a relay answering garbage would.
+    pub corrupt_from: Option<usize>,
 }
 
 impl PowerCut {
@@ -131,6 +134,7 @@ impl PowerCut {
             budget,
             sent: 0,
             at_end: None,
+            corrupt_from: None,
         }
     }
 }
@@ -146,7 +150,11 @@ impl signer::transport::Transport for PowerCut {
             }
         }
         self.sent += 1;
-        self.inner.transmit_raw(apdu)
+        let mut resp = self.inner.transmit_raw(apdu)?;
+        if self.corrupt_from.is_some_and(|n| self.sent > n) && resp.len() > 2 {
+            resp[0] ^= 0x01;
+        }
+        Ok(resp)
     }
 }
 
@@ -250,3 +258,41 @@ impl CutProxy {
         CutProxy { port, cut }
     }
 }
+
+/// One raw HTTP/1.1 request to the plain server on `port` (a fresh connection): returns the status code,
+/// the headers (lower-case names) and the body.
+pub fn raw_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req =
+        format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, out[split..].to_vec())
+}
+
+/// The Amendment B headers of an agent's request: protocol and agent id.
+pub const AGENT_HEADERS: [(&str, &str); 2] = [
+    ("X-Admin-Protocol", "globalplatform-remote-admin/1.0"),
+    ("X-Admin-From", "raw-test"),
+];
