@@ -37,7 +37,7 @@ fn bad_requests_and_bad_answers_lose_nothing() {
     ok(&mut w.package("plain.pkg", &[]));
 
     // A package that does not verify is refused when the campaign is added, with one line.
-    edit_field(&w.p("plain.pkg"), "lfdb", |v| flip_last(v), &w.p("bad.pkg"));
+    edit_field(&w.p("plain.pkg"), "lfdb", flip_last, &w.p("bad.pkg"));
     let err = fails(
         w.hsm
             .tool("admin-server")
