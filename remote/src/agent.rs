@@ -116,6 +116,24 @@ fn resolve(base: &Uri, next: &str) -> Result<Uri, Error> {
 }
 
 impl AgentConfig {
+    /// Checks the admin URI against the TLS set-up before anything else happens: `https://` with TLS,
+    /// `http://` only to a loopback address without it.
+    pub fn check(&self) -> Result<(), Error> {
+        let (scheme, host, _) = target(&self.server)?;
+        match (&self.tls, scheme.as_str()) {
+            (ClientTls::Plain, "http") if is_loopback(&host) => Ok(()),
+            (ClientTls::Plain, _) => Err(Error::Usage(
+                "plain HTTP only to a loopback address; give --ca-cert or --psk-identity for https"
+                    .into(),
+            )),
+            (_, "https") => Ok(()),
+            _ => Err(Error::Usage(format!(
+                "{}: TLS is configured, use https://",
+                self.server
+            ))),
+        }
+    }
+
     async fn connect(&self, uri: &Uri) -> Result<Conn, Attempt> {
         let key = target(uri).map_err(Attempt::Fatal)?;
         let (scheme, host, port) = &key;

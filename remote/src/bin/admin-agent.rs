@@ -79,6 +79,7 @@ fn run(cli: Cli) -> Result<String, Error> {
         retries: cli.retries,
         backoff: Duration::from_millis(cli.backoff_ms),
     };
+    cfg.check()?;
     let mut card = connect(&cli.card)?;
     let s = cfg.run(card.as_mut())?;
     Ok(format!(

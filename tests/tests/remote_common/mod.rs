@@ -296,3 +296,22 @@ pub const AGENT_HEADERS: [(&str, &str); 2] = [
     ("X-Admin-Protocol", "globalplatform-remote-admin/1.0"),
     ("X-Admin-From", "raw-test"),
 ];
+
+/// Compares `actual` with the snapshot `remote/tests/snapshots/NAME.txt` (with `UPDATE_SNAPSHOTS` set,
+/// writes it there instead): a change to the command line shows in review as a change to those files.
+pub fn snapshot(name: &str, actual: &str) {
+    let path = postissue_tests::root()
+        .join("remote/tests/snapshots")
+        .join(format!("{name}.txt"));
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} is missing; run with UPDATE_SNAPSHOTS=1", path.display()));
+    assert_eq!(
+        actual, expected,
+        "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 if intended"
+    );
+}
