@@ -2,6 +2,7 @@
 
 use crate::db::{CampaignState, Db};
 use crate::error::Error;
+use crate::plan::InstallSettings;
 use sha2::{Digest, Sha256};
 use signer::cards::CardReader;
 use signer::package::Package;
@@ -13,12 +14,17 @@ pub const MAX_CARDS: usize = 10_000_000;
 /// Adds campaign `name`: the package (checked, and stored in the database so later changes to the file
 /// do not matter), the cards of the card list, and the security domain the load file goes to (the ISD
 /// when `None`). Every card must have its DAP in the package when the package has per-card DAPs.
+///
+/// `privileges` (hex, 1 or 3 bytes) and `install_parameters` (hex, starting with the `C9` object) are
+/// what INSTALL [for install] gives each application; the defaults are `signer deploy`'s.
 pub fn add(
     db: &mut Db,
     name: &str,
     package: &Path,
     cards: &Path,
     sd: Option<&str>,
+    privileges: Option<&str>,
+    install_parameters: Option<&str>,
 ) -> Result<String, Error> {
     if name.is_empty()
         || name.len() > 64
@@ -31,9 +37,30 @@ pub fn add(
         ));
     }
     let (pkg, bytes) = Package::read_with_bytes(package)?;
-    let sd_aid = sd
-        .map(|s| signer::token::parse_aid(s, "--sd"))
-        .transpose()?;
+    let mut settings = InstallSettings {
+        sd_aid: sd
+            .map(|s| signer::token::parse_aid(s, "--sd"))
+            .transpose()?,
+        ..InstallSettings::default()
+    };
+    if let Some(p) = privileges {
+        settings.privileges = hex::decode(p)
+            .ok()
+            .filter(|b| b.len() == 1 || b.len() == 3)
+            .ok_or_else(|| Error::Usage(format!("--privileges '{p}': 1 or 3 bytes in hex")))?;
+    }
+    if let Some(p) = install_parameters {
+        let bytes = hex::decode(p)
+            .map_err(|_| Error::Usage(format!("--install-params '{p}' is not hex")))?;
+        // The field must start with the application-specific parameters object C9 and be whole BER-TLV.
+        let whole = gp_core::tlv::TlvReader::new(&bytes).all(|t| t.is_ok());
+        if bytes.first() != Some(&0xC9) || !whole || bytes.len() > 200 {
+            return Err(Error::Usage(format!(
+                "--install-params '{p}': BER-TLV starting with C9 (e.g. C900), at most 200 bytes"
+            )));
+        }
+        settings.install_parameters = bytes;
+    }
     let mut reader = CardReader::open(cards)?;
     let mut list = Vec::new();
     while let Some(card) = reader.next_card()? {
@@ -47,12 +74,14 @@ pub fn add(
         return Err(Error::Usage(format!("{} lists no card", cards.display())));
     }
     let sha = hex::encode(Sha256::digest(&bytes));
-    db.add_campaign(name, &bytes, &sha, sd_aid.as_deref(), &list)?;
+    db.add_campaign(name, &bytes, &sha, &settings, &list)?;
     Ok(format!(
-        "campaign {name} added: package {} (SHA-256 {sha}), {} cards, security domain {}",
+        "campaign {name} added: package {} (SHA-256 {sha}), {} cards, security domain {}, privileges {}, install parameters {}",
         pkg.manifest.load_file_aid,
         list.len(),
-        sd.unwrap_or("ISD")
+        sd.unwrap_or("ISD"),
+        hex::encode_upper(&settings.privileges),
+        hex::encode_upper(&settings.install_parameters)
     ))
 }
 

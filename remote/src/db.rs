@@ -11,7 +11,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 /// The migrations, numbered from 1 by their position.
-const MIGRATIONS: &[&str] = &["CREATE TABLE campaigns (
+const MIGRATIONS: &[&str] = &[
+    // 1: campaigns and their cards.
+    "CREATE TABLE campaigns (
         id INTEGER PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
         state TEXT NOT NULL CHECK (state IN ('active', 'paused', 'cancelled')),
@@ -30,7 +32,11 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE campaigns (
         updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
         PRIMARY KEY (campaign_id, kdd)
     );
-    CREATE INDEX cards_by_kdd ON cards (kdd, state);"];
+    CREATE INDEX cards_by_kdd ON cards (kdd, state);",
+    // 2: what INSTALL [for install] gives the applications.
+    "ALTER TABLE campaigns ADD COLUMN privileges TEXT NOT NULL DEFAULT '00';
+    ALTER TABLE campaigns ADD COLUMN install_parameters TEXT NOT NULL DEFAULT 'C900';",
+];
 
 /// A campaign's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,8 +138,8 @@ pub struct Work {
     pub card: CardRow,
     /// The package file's bytes as stored when the campaign was added.
     pub package: Vec<u8>,
-    /// Target security domain.
-    pub sd_aid: Option<Vec<u8>>,
+    /// Security domain, privileges and install parameters.
+    pub settings: crate::plan::InstallSettings,
 }
 
 /// An open database.
@@ -184,7 +190,7 @@ impl Db {
         name: &str,
         package: &[u8],
         package_sha256: &str,
-        sd_aid: Option<&[u8]>,
+        settings: &crate::plan::InstallSettings,
         cards: &[(String, [u8; 10])],
     ) -> Result<i64, Error> {
         let tx = self.conn.transaction()?;
@@ -197,8 +203,16 @@ impl Db {
             return Err(Error::Campaign(format!("a campaign named '{name}' exists")));
         }
         tx.execute(
-            "INSERT INTO campaigns (name, state, package, package_sha256, sd_aid) VALUES (?1, 'active', ?2, ?3, ?4)",
-            params![name, package, package_sha256, sd_aid.map(hex::encode_upper)],
+            "INSERT INTO campaigns (name, state, package, package_sha256, sd_aid, privileges, install_parameters)
+             VALUES (?1, 'active', ?2, ?3, ?4, ?5, ?6)",
+            params![
+                name,
+                package,
+                package_sha256,
+                settings.sd_aid.as_deref().map(hex::encode_upper),
+                hex::encode_upper(&settings.privileges),
+                hex::encode_upper(&settings.install_parameters)
+            ],
         )?;
         let id = tx.last_insert_rowid();
         {
@@ -279,7 +293,8 @@ impl Db {
     pub fn work_for(&self, kdd: &[u8; 10]) -> Result<Option<Work>, Error> {
         let kdd = hex::encode_upper(kdd);
         let mut stmt = self.conn.prepare(
-            "SELECT k.campaign_id, c.name, k.identity, k.kdd, k.state, k.attempts, k.reason, c.package, c.sd_aid
+            "SELECT k.campaign_id, c.name, k.identity, k.kdd, k.state, k.attempts, k.reason, c.package, c.sd_aid,
+               c.privileges, c.install_parameters
              FROM cards k JOIN campaigns c ON c.id = k.campaign_id
              WHERE k.kdd = ?1 AND (k.state = 'in_flight' OR (k.state = 'pending' AND c.state = 'active'))
              ORDER BY k.state = 'in_flight' DESC, c.id LIMIT 1",
@@ -289,21 +304,26 @@ impl Db {
                 let card = card_row(r)?;
                 let package: Vec<u8> = r.get(7)?;
                 let sd: Option<String> = r.get(8)?;
-                Ok((card, package, sd))
+                let privileges: String = r.get(9)?;
+                let params: String = r.get(10)?;
+                Ok((card, package, sd, privileges, params))
             })
             .optional()?;
-        let Some((card, package, sd)) = found else {
+        let Some((card, package, sd, privileges, params)) = found else {
             return Ok(None);
         };
-        let sd_aid = sd
-            .map(|s| {
-                hex::decode(s).map_err(|_| Error::Database("campaigns.sd_aid is not hex".into()))
-            })
-            .transpose()?;
+        let unhex = |s: &str, what: &str| {
+            hex::decode(s).map_err(|_| Error::Database(format!("campaigns.{what} is not hex")))
+        };
+        let settings = crate::plan::InstallSettings {
+            sd_aid: sd.map(|s| unhex(&s, "sd_aid")).transpose()?,
+            privileges: unhex(&privileges, "privileges")?,
+            install_parameters: unhex(&params, "install_parameters")?,
+        };
         Ok(Some(Work {
             card: card?,
             package,
-            sd_aid,
+            settings,
         }))
     }
 
@@ -367,10 +387,16 @@ mod tests {
         let path = dir.path().join("r.db");
         let mut db = Db::open(&path).unwrap();
         let kdd = [1u8; 10];
-        db.add_campaign("c1", b"pkg", "00", None, &[("a".into(), kdd)])
+        let settings = crate::plan::InstallSettings {
+            sd_aid: Some(vec![0xA0, 0, 0, 0, 0x51]),
+            privileges: vec![0x10, 0, 0],
+            install_parameters: vec![0xC9, 0x01, 0x07],
+        };
+        db.add_campaign("c1", b"pkg", "00", &settings, &[("a".into(), kdd)])
             .unwrap();
-        assert!(db.add_campaign("c1", b"pkg", "00", None, &[]).is_err());
+        assert!(db.add_campaign("c1", b"pkg", "00", &settings, &[]).is_err());
         let w = db.work_for(&kdd).unwrap().unwrap();
+        assert_eq!(w.settings, settings);
         assert_eq!(w.card.state, CardState::Pending);
         db.set_card(
             w.card.campaign_id,
@@ -403,6 +429,34 @@ mod tests {
         assert!(db
             .set_campaign_state("nope", CampaignState::Paused)
             .is_err());
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_keeps_its_campaigns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.db");
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(MIGRATIONS[0]).unwrap();
+        c.pragma_update(None, "user_version", 1).unwrap();
+        c.execute(
+            "INSERT INTO campaigns (name, state, package, package_sha256) VALUES ('old', 'active', x'00', '00')",
+            [],
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO cards (campaign_id, identity, kdd, state) VALUES (1, 'a', '01010101010101010101', 'pending')",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        let db = Db::open(&path).unwrap();
+        let w = db.work_for(&[1u8; 10]).unwrap().unwrap();
+        assert_eq!(w.settings, crate::plan::InstallSettings::default());
+        let v: i64 = db
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 2);
     }
 
     #[test]

@@ -301,7 +301,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return fail(format!("the package does not verify: {e}")),
         };
-        let op = match Operation::for_card(&pkg, &kdd, work.sd_aid.as_deref()) {
+        let op = match Operation::for_card(&pkg, &kdd, &work.settings) {
             Ok(op) => op,
             Err(e) => return fail(format!("the package cannot be installed on this card: {e}")),
         };

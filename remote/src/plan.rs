@@ -4,7 +4,7 @@
 
 use crate::error::Error;
 use gp_core::apdu::{CommandApdu, ResponseApdu};
-use gp_core::commands::{self, parse_get_status_response_for, GET_STATUS_TLV};
+use gp_core::commands::{self, parse_get_status_response_for, InstallForInstall, GET_STATUS_TLV};
 use signer::channel::ISD_AID;
 use signer::gp::{LoadOptions, LoadRequest};
 use signer::package::Package;
@@ -34,6 +34,34 @@ pub struct Operation {
     pub request: LoadRequest,
     /// Security domain, DAP blocks for this card, ciphered LFDB.
     pub options: LoadOptions,
+    /// Privileges of the installed applications (1 or 3 bytes).
+    pub privileges: Vec<u8>,
+    /// Install parameters field of INSTALL [for install] (`C9 len …` and any further objects).
+    pub install_parameters: Vec<u8>,
+}
+
+/// What a campaign says about installing: the security domain and the applications' privileges and
+/// install parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstallSettings {
+    /// The security domain the load file is associated with (the ISD when `None`).
+    pub sd_aid: Option<Vec<u8>>,
+    /// Privileges, 1 or 3 bytes.
+    pub privileges: Vec<u8>,
+    /// Install parameters.
+    pub install_parameters: Vec<u8>,
+}
+
+impl Default for InstallSettings {
+    /// The card domain, no privileges, empty application-specific parameters (`C9 00`), as
+    /// `signer deploy` installs.
+    fn default() -> Self {
+        InstallSettings {
+            sd_aid: None,
+            privileges: vec![0x00],
+            install_parameters: vec![0xC9, 0x00],
+        }
+    }
 }
 
 impl Operation {
@@ -42,7 +70,7 @@ impl Operation {
     pub fn for_card(
         pkg: &Package,
         kdd: &[u8; 10],
-        sd_aid: Option<&[u8]>,
+        settings: &InstallSettings,
     ) -> Result<Operation, Error> {
         let applets = pkg.applets()?;
         let ciphered = match &pkg.manifest.cipher {
@@ -64,7 +92,7 @@ impl Operation {
             applets: applets.iter().map(|a| (a.clone(), a.clone())).collect(),
         };
         let options = LoadOptions {
-            sd_aid: sd_aid.map(<[u8]>::to_vec),
+            sd_aid: settings.sd_aid.clone(),
             dap_blocks: pkg.dap_blocks_for(kdd)?,
             ciphered,
         };
@@ -73,23 +101,38 @@ impl Operation {
             applets,
             request,
             options,
+            privileges: settings.privileges.clone(),
+            install_parameters: settings.install_parameters.clone(),
         })
     }
 
     /// INSTALL [for load], LOAD…, INSTALL [for install and make selectable]… with their names.
     pub fn full(&self) -> Result<Vec<(String, CommandApdu)>, Error> {
-        Ok(signer::gp::load_and_install_commands(
-            &self.request,
-            &self.options,
-        )?)
+        let mut out = signer::gp::load_commands(&self.request, &self.options)?;
+        out.extend(self.installs_from(0)?);
+        Ok(out)
     }
 
-    /// INSTALL [for install and make selectable] of the applets from index `from` on.
+    /// INSTALL [for install and make selectable] of the applets from index `from` on, with the
+    /// campaign's privileges and install parameters.
     pub fn installs_from(&self, from: usize) -> Result<Vec<(String, CommandApdu)>, Error> {
-        Ok(signer::gp::install_commands(&self.request)?
-            .into_iter()
-            .skip(from)
-            .collect())
+        let mut out = Vec::new();
+        for applet in self.applets.iter().skip(from) {
+            let install = InstallForInstall {
+                load_file_aid: self.load_file_aid.clone(),
+                module_aid: applet.clone(),
+                application_aid: applet.clone(),
+                privileges: self.privileges.clone(),
+                install_parameters: self.install_parameters.clone(),
+                token: Vec::new(),
+                make_selectable: true,
+            };
+            let cmd = install
+                .to_apdu()
+                .map_err(|e| Error::Card(format!("INSTALL [for install]: {e}")))?;
+            out.push(("INSTALL [for install and make selectable]".to_string(), cmd));
+        }
+        Ok(out)
     }
 
     /// The audit: GET STATUS of the load file, then of each applet in install order. The card stops at

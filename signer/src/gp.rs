@@ -237,6 +237,16 @@ pub fn load_and_install_commands(
     req: &LoadRequest,
     opts: &LoadOptions,
 ) -> Result<Vec<(String, gp_core::apdu::CommandApdu)>, Error> {
+    let mut out = load_commands(req, opts)?;
+    out.extend(install_commands(req)?);
+    Ok(out)
+}
+
+/// The plain commands of the load alone, with their names: INSTALL [for load] and every LOAD block.
+pub fn load_commands(
+    req: &LoadRequest,
+    opts: &LoadOptions,
+) -> Result<Vec<(String, gp_core::apdu::CommandApdu)>, Error> {
     let mut out = Vec::new();
     let for_load = InstallForLoad {
         load_file_aid: req.load_file_aid.clone(),
@@ -267,7 +277,6 @@ pub fn load_and_install_commands(
     for (n, block) in blocks.into_iter().enumerate() {
         out.push((format!("LOAD block {n}"), block));
     }
-    out.extend(install_commands(req)?);
     Ok(out)
 }
 

@@ -94,23 +94,38 @@ fn a_campaign_installs_through_the_card_domain_and_wrong_keys_fail_once() {
     assert_eq!(agent(port).run(&mut card).unwrap().scripts, 1);
     assert_eq!(count_entries(&w.registry(&stranger), "APP", APPLET), 0);
 
-    // A paused campaign starts no card.
+    // A paused campaign starts no card. This one gives its application the Card Lock privilege and
+    // application-specific install parameters.
     std::fs::write(
         w.p("later.csv"),
         "identity,kdd\ncard-s,0B0C0D0E0F1011121314\n",
     )
     .unwrap();
-    campaign(
+    let (pkg, csv) = (w.p("plain.pkg"), w.p("later.csv"));
+    let later = ["add", "later", "--package", &pkg, "--cards", &csv];
+    for bad in [["--privileges", "1000"], ["--install-params", "EF00"]] {
+        let err = postissue_tests::fails(
+            w.hsm
+                .tool("admin-server")
+                .args(["campaign", "--config"])
+                .arg(&config)
+                .args(later)
+                .args(bad),
+        );
+        assert!(err.contains(bad[0]), "{err}");
+    }
+    let added = campaign(
         &w.hsm,
         &config,
         &[
-            "add",
-            "later",
-            "--package",
-            &w.p("plain.pkg"),
-            "--cards",
-            &w.p("later.csv"),
-        ],
+            &later[..],
+            &["--privileges", "100000", "--install-params", "C9020102"],
+        ]
+        .concat(),
+    );
+    assert!(
+        added.contains("privileges 100000, install parameters C9020102"),
+        "{added}"
     );
     campaign(&w.hsm, &config, &["pause", "later"]);
     let mut card = signer::transport::SimTransport::open(std::path::Path::new(&stranger)).unwrap();
@@ -119,7 +134,13 @@ fn a_campaign_installs_through_the_card_domain_and_wrong_keys_fail_once() {
     campaign(&w.hsm, &config, &["resume", "later"]);
     let mut card = signer::transport::SimTransport::open(std::path::Path::new(&stranger)).unwrap();
     assert_eq!(agent(port).run(&mut card).unwrap().scripts, 2);
-    assert_eq!(count_entries(&w.registry(&stranger), "APP", APPLET), 1);
+    let reg = w.registry(&stranger);
+    assert_eq!(count_entries(&reg, "APP", APPLET), 1);
+    assert!(
+        reg.lines()
+            .any(|l| l.starts_with("APP") && l.contains(APPLET) && l.contains("privileges 100000")),
+        "{reg}"
+    );
 
     // Every install is in the ledger, whose chain verifies.
     let ledger = w.p("remote-ledger.jsonl");

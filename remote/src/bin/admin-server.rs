@@ -49,6 +49,12 @@ enum CampaignAction {
         /// The security domain the load file goes to (AID, hex); the card domain when left out.
         #[arg(long)]
         sd: Option<String>,
+        /// Privileges of the installed applications, hex (1 or 3 bytes) [default: 00].
+        #[arg(long)]
+        privileges: Option<String>,
+        /// Install parameters of the installed applications, hex BER-TLV starting with C9 [default: C900].
+        #[arg(long)]
+        install_params: Option<String>,
     },
     /// List campaigns with their counts per card state.
     List,
@@ -102,7 +108,17 @@ fn run(cli: Cli) -> Result<(), Error> {
                     package,
                     cards,
                     sd,
-                } => campaign::add(&mut db, &name, &package, &cards, sd.as_deref())?,
+                    privileges,
+                    install_params,
+                } => campaign::add(
+                    &mut db,
+                    &name,
+                    &package,
+                    &cards,
+                    sd.as_deref(),
+                    privileges.as_deref(),
+                    install_params.as_deref(),
+                )?,
                 CampaignAction::List => campaign::list(&db)?,
                 CampaignAction::Show { name } => campaign::show(&db, &name)?,
                 CampaignAction::Pause { name } => {
