@@ -23,6 +23,9 @@ use std::time::Duration;
 
 /// Time allowed to connect and finish the TLS handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most requests in one session (an install takes three; an audit and a restart a few more): a server
+/// that never ends the session cannot keep the agent forever.
+pub const MAX_EXCHANGES: usize = 32;
 /// Time allowed for one request and its whole answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -305,7 +308,14 @@ impl AgentConfig {
         let mut uri = self.server.clone();
         let mut body: Vec<u8> = Vec::new();
         let mut status: Option<ScriptStatus> = None;
+        let mut exchanges = 0usize;
         loop {
+            exchanges += 1;
+            if exchanges > MAX_EXCHANGES {
+                return Err(Error::Protocol(format!(
+                    "the server kept the session going for {MAX_EXCHANGES} requests; giving up"
+                )));
+            }
             let mut resume = false;
             let mut delay = self.backoff;
             let mut tries = 0;

@@ -70,9 +70,12 @@ pub fn add(
         pkg.dap_blocks_for(&card.kdd)?;
         list.push((card.identity, card.kdd));
     }
-    if list.is_empty() {
+    let Some((_, first)) = list.first() else {
         return Err(Error::Usage(format!("{} lists no card", cards.display())));
-    }
+    };
+    // The commands are the same size for every card: build them once to refuse a package the cards
+    // could never take (more than 256 LOAD blocks, parameters that do not fit an APDU).
+    crate::plan::Operation::for_card(&pkg, first, &settings)?;
     let sha = hex::encode(Sha256::digest(&bytes));
     db.add_campaign(name, &bytes, &sha, &settings, &list)?;
     Ok(format!(

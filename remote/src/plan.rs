@@ -66,7 +66,7 @@ impl Default for InstallSettings {
 
 impl Operation {
     /// Reads what `signer deploy` would send to the card with `kdd`: fails when the package has no DAP
-    /// for this card (the card would refuse the load).
+    /// for this card (the card would refuse the load) or its commands cannot be built.
     pub fn for_card(
         pkg: &Package,
         kdd: &[u8; 10],
@@ -96,14 +96,18 @@ impl Operation {
             dap_blocks: pkg.dap_blocks_for(kdd)?,
             ciphered,
         };
-        Ok(Operation {
+        let op = Operation {
             load_file_aid: request.load_file_aid.clone(),
             applets,
             request,
             options,
             privileges: settings.privileges.clone(),
             install_parameters: settings.install_parameters.clone(),
-        })
+        };
+        // Every command is built once here, so a package that cannot make them (a load file too large
+        // for 256 LOAD blocks, an AID that does not fit) fails the card before anything is sent.
+        op.full()?;
+        Ok(op)
     }
 
     /// INSTALL [for load], LOAD…, INSTALL [for install and make selectable]… with their names.

@@ -53,6 +53,26 @@ fn bad_requests_and_bad_answers_lose_nothing() {
             ]),
     );
     assert!(err.contains("admin-server: error:"), "{err}");
+    // A load file too large for 256 LOAD blocks is refused when the campaign is added.
+    std::fs::write(w.p("huge.ijc"), padded_ijc(&w.p("plain.pkg"), 60 * 1024)).unwrap();
+    ok(w.hsm
+        .tool("signer")
+        .args(["package", &w.p("huge.ijc"), "--out", &w.p("huge.pkg")]));
+    let err = fails(
+        w.hsm
+            .tool("admin-server")
+            .args(["campaign", "--config"])
+            .arg(&config)
+            .args([
+                "add",
+                "huge",
+                "--package",
+                &w.p("huge.pkg"),
+                "--cards",
+                &w.p("one.csv"),
+            ]),
+    );
+    assert!(err.contains("LOAD"), "{err}");
     campaign(
         &w.hsm,
         &config,

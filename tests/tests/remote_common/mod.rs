@@ -315,3 +315,25 @@ pub fn snapshot(name: &str, actual: &str) {
         "snapshot {name} differs; rerun with UPDATE_SNAPSHOTS=1 if intended"
     );
 }
+
+/// The LFDB of the package at `small_pkg` with a Descriptor component of `padding` bytes appended (the
+/// card skips it, every LOAD carries it), its size entered in the Directory component: a large IJC load
+/// file from the demo CAP.
+pub fn padded_ijc(small_pkg: &str, padding: usize) -> Vec<u8> {
+    let small: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(small_pkg).unwrap()).unwrap();
+    let mut lfdb = hex::decode(small["lfdb"].as_str().unwrap()).unwrap();
+    // The Directory component (tag 02) lists every component's size, the Descriptor's (tag 0B) at
+    // index 10 of its size table.
+    let mut at = 0;
+    while lfdb[at] != 0x02 {
+        at += 3 + usize::from(u16::from_be_bytes([lfdb[at + 1], lfdb[at + 2]]));
+    }
+    let size = u16::try_from(padding).unwrap().to_be_bytes();
+    let entry = at + 3 + 2 * 10;
+    lfdb[entry..entry + 2].copy_from_slice(&size);
+    lfdb.push(0x0B);
+    lfdb.extend_from_slice(&size);
+    lfdb.extend((0..padding).map(|i| i as u8));
+    lfdb
+}
