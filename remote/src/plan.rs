@@ -201,3 +201,81 @@ pub enum Held {
     /// The load file and every applet.
     Everything,
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const LF: [u8; 8] = [0xA0, 0, 0, 0x06, 0x47, 0x50, 0x49, 0x01];
+
+    fn op() -> Operation {
+        let applets = vec![[&LF[..], &[1]].concat(), [&LF[..], &[2]].concat()];
+        Operation {
+            load_file_aid: LF.to_vec(),
+            applets: applets.clone(),
+            request: LoadRequest {
+                load_file_aid: LF.to_vec(),
+                lfdb: vec![0xC4, 0x00],
+                lfdb_hash: vec![0; 32],
+                applets: applets.iter().map(|a| (a.clone(), a.clone())).collect(),
+            },
+            options: LoadOptions::default(),
+            privileges: vec![0],
+            install_parameters: vec![0xC9, 0],
+        }
+    }
+
+    /// A GET STATUS (TLV) answer with one entry `E3 { 4F aid, 9F70 07 }`.
+    fn found(aid: &[u8]) -> ResponseApdu {
+        let mut e3 = gp_core::tlv::tlv(0x4F, aid);
+        e3.extend(gp_core::tlv::tlv(0x9F70, &[0x07]));
+        ResponseApdu {
+            data: gp_core::tlv::tlv(0xE3, &e3),
+            sw: 0x9000,
+        }
+    }
+
+    fn sw(sw: u16) -> ResponseApdu {
+        ResponseApdu {
+            data: Vec::new(),
+            sw,
+        }
+    }
+
+    #[test]
+    fn the_audit_reads_what_the_card_holds() {
+        let op = op();
+        let [a1, a2] = [op.applets[0].clone(), op.applets[1].clone()];
+        assert_eq!(op.audit().len(), 3);
+        assert_eq!(op.audit_result(&[sw(0x6A88)]).unwrap(), Held::Nothing);
+        assert_eq!(
+            op.audit_result(&[found(&LF), sw(0x6A88)]).unwrap(),
+            Held::LoadFileAnd(0)
+        );
+        assert_eq!(
+            op.audit_result(&[found(&LF), found(&a1), sw(0x6A88)])
+                .unwrap(),
+            Held::LoadFileAnd(1)
+        );
+        assert_eq!(
+            op.audit_result(&[found(&LF), found(&a1), found(&a2)])
+                .unwrap(),
+            Held::Everything
+        );
+        // An entry for another AID (the search criterion matches prefixes) is not the one wanted.
+        assert_eq!(op.audit_result(&[found(&a1)]).unwrap(), Held::Nothing);
+        // A refusal, a garbage answer, or an audit cut short is an error, never a guess.
+        assert!(op.audit_result(&[sw(0x6982)]).is_err());
+        assert!(op
+            .audit_result(&[ResponseApdu {
+                data: vec![0xE3, 0x05, 0x4F],
+                sw: 0x9000
+            }])
+            .is_err());
+        assert!(op.audit_result(&[found(&LF), found(&a1)]).is_err());
+        // Only the missing installs are sent when the load file is there.
+        assert_eq!(op.installs_from(1).unwrap().len(), 1);
+        assert_eq!(op.full().unwrap().len(), 1 + 1 + 2);
+    }
+}
