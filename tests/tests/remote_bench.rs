@@ -204,13 +204,14 @@ fn scripts_against_one_apdu_per_round_trip() {
     let section = format!(
         "<!-- remote:begin (written by `cargo test -p postissue-tests --test remote_bench -- --ignored`) -->\n\
 ## Remote delivery: scripts against one APDU per round trip\n\n\
-A {lfdb_len}-byte load file (the demo CAP with a {PADDING}-byte Descriptor component the card skips; the\n\
-short LOAD blocks of 200 bytes, numbered in one byte, carry at most 51,200 bytes) installed through the card domain, over a link that\n\
-delays every message by {} ms each way, on loopback otherwise (plain HTTP, so no TLS handshake round\n\
-trips). Amendment B: `admin-agent` and `admin-server`, the opening POST, the identification script and\n\
-one script with EXTERNAL AUTHENTICATE and the whole operation ({} APDUs in all). One APDU per round trip:\n\
-the same commands sent by `signer deploy`'s code to the card behind a network reader. Same HSM (SoftHSM2),\n\
-card and package; round trips counted by the proxy.\n\n\
+A {lfdb_len}-byte load file (the demo CAP with a {PADDING}-byte Descriptor component the card skips)\n\
+installed through the card domain, over a link that delays every message by {} ms each way, on\n\
+loopback otherwise (plain HTTP, so no TLS handshake round trips). 64 KB does not fit: LOAD blocks are\n\
+numbered in one byte, and 256 short blocks of 200 bytes carry at most 51,200 bytes. Amendment B:\n\
+`admin-agent` and `admin-server`, the opening POST, the identification script and one script with\n\
+EXTERNAL AUTHENTICATE and the whole operation ({} APDUs in all). One APDU per round trip: the same\n\
+commands sent by `signer deploy`'s code to the card behind a network reader. Same HSM (SoftHSM2), card\n\
+and package; round trips counted by the proxy.\n\n\
 | | HTTP / network round trips | wall time (s) |\n\
 |---|---|---|\n\
 | Amendment B scripts | {scripts_trips} | {:.2} |\n\
@@ -235,5 +236,5 @@ card and package; round trips counted by the proxy.\n\n\
         ),
         _ => text,
     };
-    std::fs::write(&path, format!("{}\n{section}", kept.trim_end())).unwrap();
+    std::fs::write(&path, format!("{}\n\n{section}", kept.trim_end())).unwrap();
 }
