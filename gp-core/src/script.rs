@@ -563,6 +563,23 @@ mod tests {
         }
 
         #[test]
+        fn response_scripts_round_trip(rs in proptest::collection::vec(
+            (proptest::collection::vec(proptest::num::u8::ANY, 0..300), proptest::num::u16::ANY), 0..8)) {
+            let s = ResponseScript {
+                executed: Some(rs.len() as u16),
+                responses: rs.into_iter().map(|(data, sw)| ScriptResponse { data, sw }).collect(),
+                notices: vec![],
+            };
+            let bytes = s.encode(Coding::Definite).unwrap();
+            proptest::prop_assert_eq!(ResponseScript::parse(&bytes).unwrap(), (s.clone(), Coding::Definite));
+            // Indefinite coding leaves the count out; the R-APDUs are the count.
+            let bytes = s.encode(Coding::Indefinite).unwrap();
+            let (back, _) = ResponseScript::parse(&bytes).unwrap();
+            proptest::prop_assert_eq!(back.executed_count(), s.responses.len());
+            proptest::prop_assert_eq!(back.responses, s.responses);
+        }
+
+        #[test]
         fn command_scripts_round_trip(cmds in proptest::collection::vec(
             proptest::collection::vec(proptest::num::u8::ANY, 4..300), 0..8)) {
             let s = CommandScript { commands: cmds };
