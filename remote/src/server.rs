@@ -122,6 +122,16 @@ impl Server {
                     .await
                     .map_err(|_| Error::Tls("handshake timed out".into()))?
                     .map_err(|e| Error::Tls(format!("handshake: {e}")))?;
+                let ssl = stream.ssl();
+                let psk = ssl
+                    .psk_identity()
+                    .map(|id| String::from_utf8_lossy(id).escape_debug().to_string());
+                tracing::info!(
+                    version = ssl.version_str(),
+                    cipher = ssl.current_cipher().map_or("?", |c| c.name()),
+                    psk_identity = psk.as_deref().unwrap_or("-"),
+                    "TLS connection"
+                );
                 builder
                     .serve_connection(TokioIo::new(stream), service)
                     .await
