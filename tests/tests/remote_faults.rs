@@ -1,8 +1,8 @@
 //! A vendor campaign (per-card DAPs, ciphered LFDB, loaded through the vendor's SSD) on 20 cards while
 //! everything goes wrong in turn: the connection is cut after each HTTP message of an install, the card
-//! loses power after each APDU of the operation script, and the server is killed and restarted while a
-//! card's results are on their way. Every card ends with the application installed exactly once, and the
-//! database agrees with the cards.
+//! loses power after each APDU of the operation script (and once more in the script that continues
+//! after the audit), and the server is killed and restarted while a card's results are on their way.
+//! Every card ends with the application installed exactly once, and the database agrees with the cards.
 
 mod common;
 mod remote_common;
@@ -147,6 +147,19 @@ fn every_card_ends_installed_once_through_cuts_power_loss_and_a_server_restart()
     }));
     let s = agent(port).run(&mut card).unwrap();
     assert!(s.resumes >= 1 && s.scripts >= 4, "{s:?}");
+    next += 1;
+
+    // Power lost twice: after the first LOAD block, then again in the script that continues after the
+    // audit (identification 3, audit: EXTERNAL AUTHENTICATE and the load file's GET STATUS, which finds
+    // nothing, then INSTALL [for load] of the new script); the third call finishes.
+    let mut card = PowerCut::new(&images[next], 3 + 3);
+    assert!(agent(port).run(&mut card).is_err());
+    let mut card = PowerCut::new(&images[next], 3 + 2 + 1);
+    let err = agent(port).run(&mut card).unwrap_err();
+    assert!(err.to_string().contains("lost power"), "{err}");
+    assert_eq!(card.sent, 6, "the power went during the continuation");
+    let s = agent(port).run(&mut open(next)).unwrap();
+    assert_eq!(s.scripts, 3, "{s:?}");
     next += 1;
 
     // The rest of the fleet without faults.
