@@ -2,7 +2,8 @@
 # The end-to-end demo: an issuer key ceremony on a throwaway SoftHSM token, a fab-fresh simulated card
 # personalised with per-card keys derived in the token, and a package loaded and installed after issuance;
 # then the vendor's side: its own token, its security domain on the card with that card's DAP key, and a
-# package signed for that card and ciphered, loaded through the SSD.
+# package signed for that card and ciphered, loaded through the SSD; last, remote delivery: an admin
+# server runs a campaign and the agent on the "device" relays its scripts to the card through PC/SC.
 # Everything lives under target/demo and is made anew on every run; nothing asks for input.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,5 +108,64 @@ step "the card's registry: the vendor's SSD and its application, SELECTABLE"
 step "both ledgers against their anchors: every append above moved the anchor in its token"
 "$bin/keyman" ledger verify "$demo/issuer-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
 "$bin/keyman" ledger verify "$demo/vendor-ledger.jsonl" --token vendor --pin-source env:POSTISSUE_DEMO_PIN
+
+step "remote delivery: the issuer's admin server on loopback, PSK-TLS 1.2 (SCP81 suites), a campaign"
+"$bin/examples/demo-cap" "$demo/hello-remote.cap" A000000647504903 A00000064750490301
+"$bin/signer" package "$demo/hello-remote.cap" --out "$demo/hello-remote.pkg" --hash sha256
+(umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$demo/device.psk")
+# The server appends to a ledger the operator starts explicitly, anchored in the issuer's token.
+"$bin/keyman" ledger init "$demo/remote-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
+cat >"$demo/admin-server.ron" <<RON
+(
+    listen: "127.0.0.1:38443",
+    tls: (psk: [(identity: "demo-device", key_file: "device.psk")]),
+    database: "admin.db",
+    issuer_master: "$master",
+    scheme: "emv",
+    pin_source: "env:POSTISSUE_DEMO_PIN",
+    ledger: Some("remote-ledger.jsonl"),
+)
+RON
+"$bin/admin-server" campaign --config "$demo/admin-server.ron" add demo \
+  --package "$demo/hello-remote.pkg" --cards "$demo/cards.csv"
+# Only the processes started here are stopped, by their ids.
+started=()
+cleanup() {
+  for pid in "${started[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  started=()
+}
+trap cleanup EXIT
+"$bin/admin-server" serve --config "$demo/admin-server.ron" >"$demo/admin-server.out" 2>"$demo/admin-server.log" &
+started+=($!)
+for _ in $(seq 50); do grep -q listening "$demo/admin-server.out" 2>/dev/null && break; sleep 0.2; done
+cat "$demo/admin-server.out"
+
+step "the device: admin-agent relays the server's scripts to the card (through pcscd and vpcd)"
+reader="Virtual PCD 00 00"
+if command -v pcscd >/dev/null && [ -e /usr/lib/pcsc/drivers/serial/libifdvpcd.so ]; then
+  if ! opensc-tool --list-readers 2>/dev/null | grep -q "Virtual PCD"; then
+    pcscd --foreground --error >"$demo/pcscd.log" 2>&1 &
+    started+=($!)
+    sleep 1
+  fi
+  "$bin/card-sim" serve --image "$demo/card.img" --vpcd 127.0.0.1:35963 2>"$demo/card-sim.log" &
+  sim_pid=$!
+  started+=("$sim_pid")
+  for _ in $(seq 40); do opensc-tool --reader "$reader" --atr >/dev/null 2>&1 && break; sleep 0.25; done
+  card="pcsc:$reader"
+else
+  echo "(pcscd or vsmartcard-vpcd is not installed: the agent talks to the card image directly)"
+  sim_pid=""
+  card="sim:$demo/card.img"
+fi
+ADMIN_LOG=info "$bin/admin-agent" --server https://127.0.0.1:38443/admin --card "$card" \
+  --psk-identity demo-device --psk-file "$demo/device.psk" --from demo-kiosk
+if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; fi
+
+step "the campaign and the card agree: the application A00000064750490301 is installed"
+"$bin/admin-server" campaign --config "$demo/admin-server.ron" show demo
+"$bin/signer" card list --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
+cleanup
+"$bin/keyman" ledger verify "$demo/remote-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN
 
 step "done: tokens, ledgers, card image and packages are in $demo"

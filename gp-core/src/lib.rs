@@ -30,6 +30,7 @@ pub mod life_cycle;
 pub mod privileges;
 pub mod scp02;
 pub mod scp03;
+pub mod script;
 pub mod sw;
 pub mod tlv;
 
@@ -41,6 +42,7 @@ mod std_impls {
     impl std::error::Error for crate::commands::CommandError {}
     impl std::error::Error for crate::diversify::DiversifyError {}
     impl std::error::Error for crate::dap::DapError {}
+    impl std::error::Error for crate::script::ScriptError {}
     impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for crate::scp02::Scp02Error<E> {}
     impl<E: core::fmt::Debug + core::fmt::Display> std::error::Error for crate::scp03::Scp03Error<E> {}
 }

@@ -12,7 +12,7 @@ use crate::error::{sw_meaning, Error};
 use crate::transport::Transport;
 use gp_core::apdu::{CommandApdu, ResponseApdu};
 use gp_core::commands;
-use gp_core::scp03::{self, InitializeUpdateResponse, Prf, SecurityLevel, Session};
+use gp_core::scp03::{self, InitializeUpdateResponse, Prf, SecurityLevel, Session, SessionKeys};
 use keyman::hsm::capabilities::Feature;
 use keyman::hsm::{DerivedKey, KeyHandle, SecretKeyType, TokenSession, Usage};
 use subtle::ConstantTimeEq;
@@ -111,6 +111,36 @@ pub fn initialize_update(
         )));
     }
     Ok((hc, iu))
+}
+
+/// The SCP03 session keys for this host challenge and the card challenge of `iu`, derived on the host
+/// with the token's AES-CMAC under the static keys (the host way), without sending anything and without
+/// checking the card's cryptogram: the caller checks it ([`scp03::verify_card_cryptogram`]) before it
+/// computes a host cryptogram. A caller that prepares a whole session in advance (a remote script) uses
+/// this, since every command of the script must be wrapped before any is sent.
+pub fn session_keys(
+    token: &TokenSession<'_>,
+    keys: StaticKeys,
+    host_challenge: &[u8; 8],
+    iu: &InitializeUpdateResponse,
+) -> Result<SessionKeys, Error> {
+    let key_len = keys.enc.key_type().map(|t| t.byte_len()).unwrap_or(16);
+    let mut enc = TokenPrf {
+        session: token,
+        key: keys.enc,
+    };
+    let mut mac = TokenPrf {
+        session: token,
+        key: keys.mac,
+    };
+    scp03::derive_session_keys(
+        &mut enc,
+        &mut mac,
+        key_len,
+        host_challenge,
+        &iu.card_challenge,
+    )
+    .map_err(|e| Error::Authentication(format!("session keys: {e}")))
 }
 
 /// Where an SCP03 channel's session keys live.
@@ -455,23 +485,7 @@ impl<'t> SecureChannel<'t> {
         iu: &InitializeUpdateResponse,
         level: SecurityLevel,
     ) -> Result<SecureChannel<'t>, Error> {
-        let key_len = keys.enc.key_type().map(|t| t.byte_len()).unwrap_or(16);
-        let mut enc = TokenPrf {
-            session: token,
-            key: keys.enc,
-        };
-        let mut mac = TokenPrf {
-            session: token,
-            key: keys.mac,
-        };
-        let session_keys = scp03::derive_session_keys(
-            &mut enc,
-            &mut mac,
-            key_len,
-            &host_challenge,
-            &iu.card_challenge,
-        )
-        .map_err(|e| Error::Authentication(format!("session keys: {e}")))?;
+        let session_keys = session_keys(token, keys, &host_challenge, iu)?;
         let expected = scp03::card_cryptogram(&session_keys, &host_challenge, &iu.card_challenge);
         if !bool::from(expected.ct_eq(&iu.card_cryptogram)) {
             return Err(Error::Authentication(

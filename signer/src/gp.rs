@@ -322,6 +322,30 @@ pub fn load_and_install_with(
     req: &LoadRequest,
     opts: &LoadOptions,
 ) -> Result<(), Error> {
+    for (what, cmd) in load_and_install_commands(req, opts)? {
+        ch.send_ok(&cmd, &what)?;
+    }
+    Ok(())
+}
+
+/// The plain commands (before secure messaging) of a load and install, each with the name an error
+/// message gives it: INSTALL [for load], every LOAD block, INSTALL [for install and make selectable] per
+/// applet. [`load_and_install_with`] sends them one by one; a remote script wraps them all in advance.
+pub fn load_and_install_commands(
+    req: &LoadRequest,
+    opts: &LoadOptions,
+) -> Result<Vec<(String, gp_core::apdu::CommandApdu)>, Error> {
+    let mut out = load_commands(req, opts)?;
+    out.extend(install_commands(req)?);
+    Ok(out)
+}
+
+/// The plain commands of the load alone, with their names: INSTALL [for load] and every LOAD block.
+pub fn load_commands(
+    req: &LoadRequest,
+    opts: &LoadOptions,
+) -> Result<Vec<(String, gp_core::apdu::CommandApdu)>, Error> {
+    let mut out = Vec::new();
     let for_load = InstallForLoad {
         load_file_aid: req.load_file_aid.clone(),
         sd_aid: opts.sd_aid.clone().unwrap_or_else(|| ISD_AID.to_vec()),
@@ -332,7 +356,7 @@ pub fn load_and_install_with(
     let cmd = for_load
         .to_apdu()
         .map_err(|e| Error::Card(format!("INSTALL [for load]: {e}")))?;
-    ch.send_ok(&cmd, "INSTALL [for load]")?;
+    out.push(("INSTALL [for load]".to_string(), cmd));
     let load = LoadFile {
         dap_blocks: opts.dap_blocks.clone(),
         lfdb: match &opts.ciphered {
@@ -348,9 +372,18 @@ pub fn load_and_install_with(
         .map_err(|e| Error::Card(format!("LOAD: {e}")))?;
     let blocks = split_into_load_blocks(&bytes, LOAD_BLOCK)
         .map_err(|e| Error::Card(format!("LOAD: {e}")))?;
-    for (n, block) in blocks.iter().enumerate() {
-        ch.send_ok(block, &format!("LOAD block {n}"))?;
+    for (n, block) in blocks.into_iter().enumerate() {
+        out.push((format!("LOAD block {n}"), block));
     }
+    Ok(out)
+}
+
+/// INSTALL [for install and make selectable] of every applet of `req` (privileges `00`, install
+/// parameters `C9 00`), each with its name for error messages.
+pub fn install_commands(
+    req: &LoadRequest,
+) -> Result<Vec<(String, gp_core::apdu::CommandApdu)>, Error> {
+    let mut out = Vec::new();
     for (module, app) in &req.applets {
         let install = InstallForInstall {
             load_file_aid: req.load_file_aid.clone(),
@@ -364,9 +397,9 @@ pub fn load_and_install_with(
         let cmd = install
             .to_apdu()
             .map_err(|e| Error::Card(format!("INSTALL [for install]: {e}")))?;
-        ch.send_ok(&cmd, "INSTALL [for install and make selectable]")?;
+        out.push(("INSTALL [for install and make selectable]".to_string(), cmd));
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Card life-cycle changes the issuer makes through the card domain (SET STATUS, P1 `80`).

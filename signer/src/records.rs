@@ -71,6 +71,8 @@ impl Anchored {
 pub struct Records {
     ledger: Option<Anchored>,
     scripted: bool,
+    /// Where each new head goes: standard output for the tools, a log line for a server.
+    report: fn(&Path, Head),
 }
 
 impl Records {
@@ -106,7 +108,18 @@ impl Records {
                 Some(anchored)
             }
         };
-        Ok(Records { ledger, scripted })
+        Ok(Records {
+            ledger,
+            scripted,
+            report: print_head,
+        })
+    }
+
+    /// Reports each new head through `report` instead of standard output: a server, whose standard
+    /// output is no operator's terminal, logs it.
+    pub fn report_heads_with(mut self, report: fn(&Path, Head)) -> Records {
+        self.report = report;
+        self
     }
 
     /// Whether a ledger is open.
@@ -149,7 +162,7 @@ impl Records {
             }
             let head = ledger.append(body)?;
             if i + 1 == parts {
-                print_head(ledger.ledger.path(), head);
+                (self.report)(ledger.ledger.path(), head);
             }
         }
         Ok(())
@@ -176,7 +189,7 @@ impl Records {
             if ledger.check().is_ok() {
                 let body = EntryBody::abort(run, error.to_string()).scripted(self.scripted);
                 if let Ok(head) = ledger.append(body) {
-                    print_head(ledger.ledger.path(), head);
+                    (self.report)(ledger.ledger.path(), head);
                 }
             }
         }
