@@ -14,8 +14,8 @@ use std::sync::Arc;
 #[derive(Parser, Debug)]
 #[command(name = "admin-server", version)]
 struct Cli {
-    /// Log lines on standard error as text, or as one JSON object per line.
-    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    /// Log lines on standard error: `text` for people, `json` (one object per line) for log pipelines.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text, hide_possible_values = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -72,8 +72,8 @@ enum CampaignAction {
     Report {
         /// The campaign's name.
         name: String,
-        /// CSV (RFC 4180, with a header line) or JSON.
-        #[arg(long, value_enum, default_value_t = report::Format::Csv)]
+        /// `csv` (RFC 4180, with a header line) or `json`.
+        #[arg(long, value_enum, default_value_t = report::Format::Csv, hide_possible_values = true)]
         format: report::Format,
     },
     /// Stop starting new cards (cards in flight are finished).

@@ -156,10 +156,15 @@ pub fn render(st: &Status) -> String {
                 "<tr><th scope=\"row\">{name}</th><td>{state}</td><td class=\"n\">{total}</td>\
                  <td class=\"n\">{p}</td><td class=\"n\">{f}</td><td class=\"n\">{d}</td>\
                  <td class=\"n{fc}\">{x}</td><td><span class=\"track\"><span class=\"bar\" style=\"width:{dp}%\"></span>\
-                 <span class=\"bar f\" style=\"width:{xp}%\"></span></span>{dp} % done</td></tr>",
+                 <span class=\"bar f\" style=\"width:{xp}%\"></span></span>{dp} % done{xf}</td></tr>",
                 name = escape(&c.name),
                 state = escape(&c.state),
                 fc = if x > 0 { " failed" } else { "" },
+                xf = if x > 0 {
+                    format!(", {xp} % failed")
+                } else {
+                    String::new()
+                },
             );
         }
         o.push_str("</tbody></table>");
