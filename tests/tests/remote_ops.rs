@@ -1,7 +1,7 @@
 //! What the operations team sees of a campaign in progress: `/metrics` and `/status` on the operations
 //! listener only (never on the agents' port), the status page as a person reads it in a real browser
-//! (headless Chromium, with a screenshot kept under `target/test-artefacts/remote_ops/`), JSON log lines
-//! carrying the session id, and the campaign report as CSV and JSON.
+//! (headless Chromium, with a screenshot kept as `target/test-artefacts/remote_ops/status.png`), JSON log
+//! lines carrying the session id (the log kept beside it), and the campaign report as CSV and JSON.
 
 mod common;
 mod remote_common;
@@ -322,6 +322,7 @@ fn operations_see_a_campaign_in_progress() {
 
     // JSON logs: every line parses; the lines of a session carry its id in the session span.
     let log = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(artefacts("remote_ops").join("server.log.jsonl"), &log).unwrap();
     let lines: Vec<serde_json::Value> = log
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
@@ -346,6 +347,14 @@ fn operations_see_a_campaign_in_progress() {
     };
     let installed = session_of("sending the operation");
     assert_eq!(session_of("done: installed"), installed);
+    // The opening request's line names the session it opened.
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("session opened"))
+            && l["fields"]["session"] == installed.as_str()),
+        "{log}"
+    );
     let failed = session_of("failed: the card's cryptogram");
     assert_ne!(installed, failed);
     assert!(
