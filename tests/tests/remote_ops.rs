@@ -278,6 +278,11 @@ fn operations_see_a_campaign_in_progress() {
     );
     assert_eq!(recent.matches("completed").count(), 2, "{recent}");
     assert!(recent.contains("test-agent"), "{recent}");
+    // Session ids are shortened on the page: none appears whole.
+    let long_hex = dom
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .any(|w| w.len() >= 32);
+    assert!(!long_hex, "a whole session id is on the page:\n{dom}");
     // The hostile header is shown as text, not as markup.
     let errors = dom
         .split("id=\"errors\"")

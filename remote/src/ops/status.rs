@@ -77,6 +77,16 @@ pub fn human(d: Duration) -> String {
     }
 }
 
+/// The first 12 hex digits of a session id and an ellipsis: enough to find its log lines, while the
+/// whole id (which names the session's URI) stays out of the page.
+pub fn short_session(id: &str) -> String {
+    if id.len() <= 12 {
+        return id.to_string();
+    }
+    let head: String = id.chars().take(12).collect();
+    format!("{head}…")
+}
+
 fn percent(part: u64, whole: u64) -> u64 {
     part.saturating_mul(100).checked_div(whole).unwrap_or(0)
 }
@@ -99,7 +109,7 @@ fn session_rows(out: &mut String, rows: &[SessionRecord], now: SystemTime) {
         let _ = write!(
             out,
             "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            escape(&s.id),
+            escape(&short_session(&s.id)),
             escape(&s.agent),
             utc(s.opened),
             if s.ended.is_some() { ended } else { format!("open for {}", human(age)) },
@@ -221,7 +231,7 @@ pub fn render(st: &Status) -> String {
                 "<tr><td>{}</td><td class=\"n\">{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
                 utc(e.at),
                 e.code,
-                escape(e.session.as_deref().unwrap_or("-")),
+                escape(&e.session.as_deref().map_or_else(|| "-".into(), short_session)),
                 escape(&e.agent),
                 escape(&e.message)
             );
@@ -288,5 +298,9 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("a&#39;b"));
         assert!(html.contains("50 % done"));
+        assert_eq!(
+            short_session("430cc5549cef5cc89a6301f70d021444"),
+            "430cc5549cef…"
+        );
     }
 }
