@@ -518,9 +518,13 @@ impl Db {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Every card of campaign `name`, by identity, with when its row last changed; `None` when
-    /// there is no such campaign.
-    pub fn report(&self, name: &str) -> Result<Option<Vec<ReportRow>>, Error> {
+    /// Calls `each` with every card of campaign `name`, by identity, with when its row last changed,
+    /// one row at a time (a campaign may hold millions); `false` when there is no such campaign.
+    pub fn report_each(
+        &self,
+        name: &str,
+        mut each: impl FnMut(ReportRow) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
         let exists: Option<i64> = self
             .conn
             .query_row("SELECT id FROM campaigns WHERE name = ?1", [name], |r| {
@@ -528,7 +532,7 @@ impl Db {
             })
             .optional()?;
         let Some(id) = exists else {
-            return Ok(None);
+            return Ok(false);
         };
         let mut stmt = self.conn.prepare(
             "SELECT identity, kdd, state, attempts, reason, updated_at FROM cards
@@ -544,6 +548,9 @@ impl Db {
                 updated_at: r.get(5)?,
             })
         })?;
-        Ok(Some(rows.collect::<Result<_, _>>()?))
+        for row in rows {
+            each(row?)?;
+        }
+        Ok(true)
     }
 }

@@ -128,9 +128,8 @@ fn run(cli: Cli) -> Result<(), Error> {
                 CampaignAction::List => campaign::list(&db)?,
                 CampaignAction::Show { name } => campaign::show(&db, &name)?,
                 CampaignAction::Report { name, format } => {
-                    // The report is data: printed exactly, not trimmed.
-                    print!("{}", report::report(&db, &name, format)?);
-                    return Ok(());
+                    // The report is data: written as it is read, exactly, not trimmed.
+                    return report::write(&db, &name, format, &mut std::io::stdout().lock());
                 }
                 CampaignAction::Pause { name } => {
                     campaign::set_state(&mut db, &name, CampaignState::Paused)?
