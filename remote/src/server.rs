@@ -150,8 +150,9 @@ fn session_id<'a>(admin: &str, path: &'a str) -> Option<&'a str> {
         .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Answers one request inside a `session` span (`session_id` from the URI, or from the answer for
-/// the opening POST), and reports the answer to the operations state.
+/// Answers one request inside a `session` span (with `session_id` from the URI; the opening POST's
+/// span has none, its line names the session it opens), and reports the answer to the operations
+/// state.
 async fn handle(
     engine: Arc<Engine>,
     ops: Option<Arc<Ops>>,
@@ -178,11 +179,6 @@ async fn handle(
     };
     let next =
         header(response.headers(), protocol::X_ADMIN_NEXT_URI).and_then(|u| session_id(&admin, u));
-    if session.is_none() {
-        if let Some(id) = next {
-            span.record("session_id", id);
-        }
-    }
     crate::ops::metrics::metrics()
         .request_seconds
         .observe(started.elapsed().as_secs_f64());

@@ -248,6 +248,24 @@ fn operations_see_a_campaign_in_progress() {
     // Read-only: nothing but GET.
     let (code, _, _) = raw_post(ops_port, "/status", &[], b"");
     assert_eq!(code, 405);
+    // Garbage and an oversized request are refused without stopping the listener.
+    for junk in [
+        b"\x16\x03\x01\x02\x00garbage\r\n\r\n".to_vec(),
+        [
+            &b"GET /status HTTP/1.1\r\nX-Big: "[..],
+            &[b'a'; 100_000],
+            b"\r\n\r\n",
+        ]
+        .concat(),
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", ops_port)).unwrap();
+        let _ = s.write_all(&junk);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let head = String::from_utf8_lossy(&out);
+        assert!(out.is_empty() || head.starts_with("HTTP/1.1 4"), "{head}");
+    }
+    assert_eq!(get(ops_port, "/status").0, 200);
 
     // The status page as a person sees it.
     let url = format!("http://127.0.0.1:{ops_port}/status");

@@ -60,7 +60,7 @@ pub struct Metrics {
     pub sessions_in_flight: Gauge,
     /// Requests answered to agents, by HTTP status.
     pub requests: Family<CodeLabel, Counter>,
-    /// Time to answer an agent's request (HTTP body read to answer ready).
+    /// Time to answer an agent's request, from its headers to the answer (body read included).
     pub request_seconds: Histogram,
     /// HSM call latency, by operation.
     pub hsm_seconds: Timings<OpLabel>,
@@ -96,7 +96,7 @@ impl Metrics {
         let request_seconds = latency();
         registry.register_with_unit(
             "request_duration",
-            "Time to answer an agent's request once its body is read",
+            "Time to answer an agent's request, from its headers to the answer",
             Unit::Seconds,
             request_seconds.clone(),
         );
