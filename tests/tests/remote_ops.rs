@@ -1,7 +1,8 @@
 //! What the operations team sees of a campaign in progress: `/metrics` and `/status` on the operations
 //! listener only (never on the agents' port), the status page as a person reads it in a real browser
-//! (headless Chromium, with a screenshot kept as `target/test-artefacts/remote_ops/status.png`), JSON log
-//! lines carrying the session id (the log kept beside it), and the campaign report as CSV and JSON.
+//! (headless Chromium, with screenshots kept as `target/test-artefacts/remote_ops/status.png` and
+//! `status-full.png`), JSON log lines carrying the session id (the log kept beside them as
+//! `server.log.jsonl`), and the campaign report as CSV and JSON.
 
 mod common;
 mod remote_common;
@@ -341,7 +342,21 @@ fn operations_see_a_campaign_in_progress() {
         "{}",
         shot.display()
     );
-    println!("status page screenshot: {}", shot.display());
+    // The whole page (errors included) in a taller window, for people reading the artefacts.
+    let full = artefacts("remote_ops").join("status-full.png");
+    chromium(
+        &url,
+        &[
+            &format!("--screenshot={}", full.display()),
+            "--window-size=1200,1500",
+        ],
+    );
+    assert!(full.exists());
+    println!(
+        "status page screenshots: {} and {}",
+        shot.display(),
+        full.display()
+    );
 
     // JSON logs: every line parses; the lines of a session carry its id in the session span.
     let log = std::fs::read_to_string(&log).unwrap();

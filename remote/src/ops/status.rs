@@ -209,7 +209,7 @@ pub fn render(st: &Status) -> String {
         session_rows(&mut o, &st.in_progress, st.now);
         o.push_str("</tbody></table>");
     }
-    o.push_str("<h2>Recent sessions</h2>");
+    o.push_str("<h2>Recent sessions</h2><p>The last 50 this instance ended, newest first.</p>");
     if st.ended.is_empty() {
         o.push_str("<p>None since the server started.</p>");
     } else {
@@ -217,7 +217,7 @@ pub fn render(st: &Status) -> String {
         session_rows(&mut o, &st.ended, st.now);
         o.push_str("</tbody></table>");
     }
-    o.push_str("<h2>Recent errors</h2>");
+    o.push_str("<h2>Recent errors</h2><p>The last 50 answered to agents, newest first.</p>");
     if st.errors.is_empty() {
         o.push_str("<p>None since the server started.</p>");
     } else {
