@@ -2,7 +2,7 @@
 //! on-call person opens first. Every value from the database, the agents or the configuration is
 //! HTML-escaped; the page refreshes itself every 15 seconds with a `<meta>` tag.
 
-use super::recent::{ErrorRecord, SessionRecord};
+use super::recent::{ErrorRecord, SessionRecord, KEPT};
 use super::Instance;
 use crate::db::{Campaign, FailureCount};
 use std::fmt::Write;
@@ -209,7 +209,10 @@ pub fn render(st: &Status) -> String {
         session_rows(&mut o, &st.in_progress, st.now);
         o.push_str("</tbody></table>");
     }
-    o.push_str("<h2>Recent sessions</h2><p>The last 50 this instance ended, newest first.</p>");
+    let _ = write!(
+        o,
+        "<h2>Recent sessions</h2><p>The last {KEPT} this instance ended, newest first.</p>"
+    );
     if st.ended.is_empty() {
         o.push_str("<p>None since the server started.</p>");
     } else {
@@ -217,7 +220,10 @@ pub fn render(st: &Status) -> String {
         session_rows(&mut o, &st.ended, st.now);
         o.push_str("</tbody></table>");
     }
-    o.push_str("<h2>Recent errors</h2><p>The last 50 answered to agents, newest first.</p>");
+    let _ = write!(
+        o,
+        "<h2>Recent errors</h2><p>The last {KEPT} answered to agents, newest first.</p>"
+    );
     if st.errors.is_empty() {
         o.push_str("<p>None since the server started.</p>");
     } else {
