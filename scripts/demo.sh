@@ -124,6 +124,7 @@ cat >"$demo/admin-server.ron" <<RON
     scheme: "emv",
     pin_source: "env:POSTISSUE_DEMO_PIN",
     ledger: Some("remote-ledger.jsonl"),
+    ops: Some((listen: "127.0.0.1:39464")),
 )
 RON
 "$bin/admin-server" campaign --config "$demo/admin-server.ron" add demo \
@@ -164,6 +165,12 @@ if [ -n "$sim_pid" ]; then kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 
 
 step "the campaign and the card agree: the application A00000064750490301 is installed"
 "$bin/admin-server" campaign --config "$demo/admin-server.ron" show demo
+"$bin/admin-server" campaign --config "$demo/admin-server.ron" report demo --format csv
+# What the operations team scrapes (the status page is http://127.0.0.1:39464/status).
+exec 3<>/dev/tcp/127.0.0.1/39464
+printf 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
+grep -E '^postissue_admin_(campaign_cards|sessions_total|hsm_call_duration_seconds_count)' <&3 || true
+exec 3<&-
 "$bin/signer" card list --card "sim:$demo/card.img" --master "$master" --pin-source env:POSTISSUE_DEMO_PIN
 cleanup
 "$bin/keyman" ledger verify "$demo/remote-ledger.jsonl" --token issuer --pin-source env:POSTISSUE_DEMO_PIN

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     /// The path agents POST to first.
     #[serde(default = "default_admin_path")]
     pub admin_path: String,
+    /// The operations listener (`/metrics`, `/status`), if any: `Some((listen: "127.0.0.1:9464"))`.
+    #[serde(default)]
+    pub ops: Option<crate::ops::OpsConfig>,
 }
 
 fn default_scheme() -> String {
@@ -96,6 +99,8 @@ pub struct Checked {
     pub scheme: Scheme,
     /// The PIN source.
     pub pin_source: PinSource,
+    /// The operations listener's address, when configured.
+    pub ops: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -164,11 +169,18 @@ impl ServerConfig {
         if !config.admin_path.starts_with('/') || config.admin_path.len() > 128 {
             return Err(cfg_err("admin_path must start with '/'".into()));
         }
+        let ops = config
+            .ops
+            .as_ref()
+            .map(|o| o.check(listen))
+            .transpose()
+            .map_err(cfg_err)?;
         Ok(Checked {
             config,
             listen,
             scheme,
             pin_source,
+            ops,
         })
     }
 }

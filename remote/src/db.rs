@@ -470,3 +470,87 @@ mod tests {
         assert!(Db::open(&path).is_err());
     }
 }
+
+/// Failed cards of one campaign that share a reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailureCount {
+    /// The campaign's name.
+    pub campaign: String,
+    /// The reason recorded (`None` when a row has none).
+    pub reason: Option<String>,
+    /// How many cards.
+    pub cards: u64,
+}
+
+/// One card of a campaign as the report lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportRow {
+    /// The card's identity from the card list.
+    pub identity: String,
+    /// The card's KDD, hex upper case.
+    pub kdd: String,
+    /// `pending`, `in_flight`, `done` or `failed`, as stored.
+    pub state: String,
+    /// Scripts sent that could change the card.
+    pub attempts: i64,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// When the row last changed (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
+    pub updated_at: String,
+}
+
+/// Read-only queries for the operations side (status page, metrics, reports).
+impl Db {
+    /// Failed cards per campaign and reason, most frequent first.
+    pub fn failure_counts(&self) -> Result<Vec<FailureCount>, Error> {
+        let mut stmt = self.conn.prepare(
+            "SELECT c.name, k.reason, count(*) AS n FROM cards k JOIN campaigns c ON c.id = k.campaign_id
+             WHERE k.state = 'failed' GROUP BY c.name, k.reason ORDER BY n DESC, c.name, k.reason",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let n: i64 = r.get(2)?;
+            Ok(FailureCount {
+                campaign: r.get(0)?,
+                reason: r.get(1)?,
+                cards: u64::try_from(n).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Calls `each` with every card of campaign `name`, by identity, with when its row last changed,
+    /// one row at a time (a campaign may hold millions); `false` when there is no such campaign.
+    pub fn report_each(
+        &self,
+        name: &str,
+        mut each: impl FnMut(ReportRow) -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        let exists: Option<i64> = self
+            .conn
+            .query_row("SELECT id FROM campaigns WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let Some(id) = exists else {
+            return Ok(false);
+        };
+        let mut stmt = self.conn.prepare(
+            "SELECT identity, kdd, state, attempts, reason, updated_at FROM cards
+             WHERE campaign_id = ?1 ORDER BY identity, kdd",
+        )?;
+        let rows = stmt.query_map([id], |r| {
+            Ok(ReportRow {
+                identity: r.get(0)?,
+                kdd: r.get(1)?,
+                state: r.get(2)?,
+                attempts: r.get(3)?,
+                reason: r.get(4)?,
+                updated_at: r.get(5)?,
+            })
+        })?;
+        for row in rows {
+            each(row?)?;
+        }
+        Ok(true)
+    }
+}

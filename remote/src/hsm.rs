@@ -119,7 +119,11 @@ impl HsmWorker {
                 reply,
             })
             .map_err(|_| Error::Usage("the HSM thread has stopped".into()))?;
-        rx.recv()
-            .map_err(|_| Error::Usage("the HSM thread has stopped".into()))?
+        // Timed from the job's hand-over to its answer: queueing behind other cards counts, as the
+        // agent waits for it too.
+        crate::ops::metrics::metrics().time_hsm("session_keys", || {
+            rx.recv()
+                .map_err(|_| Error::Usage("the HSM thread has stopped".into()))?
+        })
     }
 }

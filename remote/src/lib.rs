@@ -7,7 +7,8 @@
 //! EXTERNAL AUTHENTICATE with the whole operation in one script, wrapped in advance ([`prepared`],
 //! [`plan`]). [`protocol`] holds the Amendment B headers and media types, [`tls`] the certificate and
 //! PSK (SCP81) TLS set-ups, [`config`] the server's configuration file, [`campaign`] the campaign
-//! commands.
+//! commands. For the operations team: [`ops`] (metrics, status page), [`logging`] (text or JSON logs)
+//! and [`report`] (a campaign's cards as CSV or JSON).
 pub mod agent;
 pub mod campaign;
 pub mod config;
@@ -15,9 +16,12 @@ pub mod db;
 pub mod engine;
 pub mod error;
 pub mod hsm;
+pub mod logging;
+pub mod ops;
 pub mod plan;
 pub mod prepared;
 pub mod protocol;
+pub mod report;
 pub mod server;
 pub mod tls;
 

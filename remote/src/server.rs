@@ -4,6 +4,7 @@
 
 use crate::engine::{Engine, Reply, Request};
 use crate::error::Error;
+use crate::ops::{recent::Answer, Ops};
 use crate::protocol::{self, ScriptStatus};
 use bytes::Bytes;
 use gp_core::script::MAX_SCRIPT_LEN;
@@ -15,8 +16,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use openssl::ssl::{Ssl, SslAcceptor};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
 /// Time allowed for the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -29,10 +31,12 @@ pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// Largest request body: the largest response script.
 pub const MAX_BODY: usize = MAX_SCRIPT_LEN;
 
-/// The server: the engine and the TLS acceptor (none for plain HTTP on loopback).
+/// The server: the engine, the TLS acceptor (none for plain HTTP on loopback) and the operations
+/// state every answer is reported to (metrics, status page), if any.
 pub struct Server {
     engine: Arc<Engine>,
     tls: Option<SslAcceptor>,
+    ops: Option<Arc<Ops>>,
 }
 
 type Body = Full<Bytes>;
@@ -71,7 +75,14 @@ impl Server {
         Server {
             engine: Arc::new(engine),
             tls,
+            ops: None,
         }
+    }
+
+    /// The server reporting every answer it gives to `ops`.
+    pub fn with_ops(mut self, ops: Arc<Ops>) -> Server {
+        self.ops = Some(ops);
+        self
     }
 
     /// Accepts connections on `listener` until the process ends.
@@ -101,9 +112,10 @@ impl Server {
 
     async fn connection(self: Arc<Self>, tcp: tokio::net::TcpStream) -> Result<(), Error> {
         let engine = self.engine.clone();
+        let ops = self.ops.clone();
         let service = hyper::service::service_fn(move |req| {
-            let engine = engine.clone();
-            async move { Ok::<_, std::convert::Infallible>(handle(engine, req).await) }
+            let (engine, ops) = (engine.clone(), ops.clone());
+            async move { Ok::<_, std::convert::Infallible>(handle(engine, ops, req).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -141,14 +153,56 @@ impl Server {
     }
 }
 
-async fn handle(engine: Arc<Engine>, req: hyper::Request<Incoming>) -> Response<Body> {
-    match handle_inner(engine, req).await {
-        Ok(r) => r,
-        Err((status, text)) => {
-            tracing::warn!(status = status.as_u16(), "{text}");
-            answer(status, &text)
-        }
+/// The session id a URI under `admin` names: `ADMIN/session/` and 32 hex digits.
+fn session_id<'a>(admin: &str, path: &'a str) -> Option<&'a str> {
+    path.strip_prefix(admin)
+        .and_then(|p| p.strip_prefix("/session/"))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Answers one request inside a `session` span (with `session_id` from the URI; the opening POST's
+/// span has none, its line names the session it opens), and reports the answer to the operations
+/// state.
+async fn handle(
+    engine: Arc<Engine>,
+    ops: Option<Arc<Ops>>,
+    req: hyper::Request<Incoming>,
+) -> Response<Body> {
+    let started = Instant::now();
+    let session = session_id(engine.admin_path(), req.uri().path()).map(str::to_string);
+    let span = tracing::info_span!("session", session_id = tracing::field::Empty);
+    if let Some(id) = &session {
+        span.record("session_id", id.as_str());
     }
+    let agent = header(req.headers(), protocol::X_ADMIN_FROM)
+        .filter(|a| protocol::check_agent_id(a).is_ok())
+        .map(str::to_string);
+    let agent_failed = header(req.headers(), protocol::X_ADMIN_SCRIPT_STATUS)
+        .is_some_and(|s| s != ScriptStatus::Ok.as_str());
+    let admin = engine.admin_path().to_string();
+    let (response, error) = match handle_inner(engine, req).instrument(span.clone()).await {
+        Ok(r) => (r, None),
+        Err((status, text)) => {
+            span.in_scope(|| tracing::warn!(status = status.as_u16(), "{text}"));
+            (answer(status, &text), Some(text))
+        }
+    };
+    let next =
+        header(response.headers(), protocol::X_ADMIN_NEXT_URI).and_then(|u| session_id(&admin, u));
+    crate::ops::metrics::metrics()
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(ops) = ops {
+        ops.observe(&Answer {
+            session: session.as_deref(),
+            agent: agent.as_deref(),
+            agent_failed,
+            code: response.status().as_u16(),
+            next,
+            error: error.as_deref(),
+        });
+    }
+    response
 }
 
 async fn handle_inner(
@@ -160,11 +214,7 @@ async fn handle_inner(
     let admin = engine.admin_path().to_string();
     let session = if path == admin {
         None
-    } else if let Some(id) = path
-        .strip_prefix(&admin)
-        .and_then(|p| p.strip_prefix("/session/"))
-        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
+    } else if let Some(id) = session_id(&admin, &path) {
         Some(id.to_string())
     } else {
         return Err((
@@ -257,7 +307,8 @@ async fn handle_inner(
         status,
         body,
     };
-    let reply = tokio::task::spawn_blocking(move || engine.handle(request))
+    let span = tracing::Span::current();
+    let reply = tokio::task::spawn_blocking(move || span.in_scope(|| engine.handle(request)))
         .await
         .map_err(|_| {
             (

@@ -7,6 +7,12 @@ use postissue_tests::{bin, fails, ok};
 use remote_common::snapshot;
 use std::process::Command;
 
+/// A configuration `(…)` with an operations listener at `listen` added.
+fn with_ops(config: &str, listen: &str) -> String {
+    let open = config.strip_suffix(')').unwrap();
+    format!(r#"{open}, ops: Some((listen: "{listen}")))"#)
+}
+
 fn tool(name: &str) -> Command {
     let mut c = Command::new(bin(name));
     c.env_remove("COLUMNS");
@@ -31,6 +37,11 @@ fn help_texts() {
             "admin-server-campaign-add-help",
             "admin-server",
             &["campaign", "--config", "x", "add", "--help"][..],
+        ),
+        (
+            "admin-server-campaign-report-help",
+            "admin-server",
+            &["campaign", "--config", "x", "report", "--help"][..],
         ),
         ("admin-agent-help", "admin-agent", &["--help"][..]),
     ] {
@@ -75,6 +86,22 @@ fn weak_configurations_and_options_are_refused_with_one_line() {
                 "env:P",
             ),
             "extra",
+        ),
+        (
+            "public-ops.ron",
+            with_ops(
+                &base("127.0.0.1:8080", "(plain_http_on_loopback: true)", "env:P"),
+                "0.0.0.0:9464",
+            ),
+            "no authentication",
+        ),
+        (
+            "ops-on-agents-port.ron",
+            with_ops(
+                &base("127.0.0.1:8080", "(plain_http_on_loopback: true)", "env:P"),
+                "127.0.0.1:8080",
+            ),
+            "agents' port",
         ),
     ] {
         let p = write(name, &text);

@@ -4,14 +4,19 @@ use clap::{Parser, Subcommand};
 use remote::config::ServerConfig;
 use remote::db::{CampaignState, Db};
 use remote::engine::Engine;
+use remote::logging::LogFormat;
 use remote::server::Server;
-use remote::{campaign, Error};
+use remote::{campaign, report, Error};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Remote post-issuance delivery: serve admin agents, and manage campaigns in the server's database.
 #[derive(Parser, Debug)]
 #[command(name = "admin-server", version)]
 struct Cli {
+    /// Log lines on standard error: `text` for people, `json` (one object per line) for log pipelines.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text, hide_possible_values = true)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +68,14 @@ enum CampaignAction {
         /// The campaign's name.
         name: String,
     },
+    /// Every card of a campaign: outcome, when its row last changed, attempts, reason.
+    Report {
+        /// The campaign's name.
+        name: String,
+        /// `csv` (RFC 4180, with a header line) or `json`.
+        #[arg(long, value_enum, default_value_t = report::Format::Csv, hide_possible_values = true)]
+        format: report::Format,
+    },
     /// Stop starting new cards (cards in flight are finished).
     Pause {
         /// The campaign's name.
@@ -81,15 +94,8 @@ enum CampaignAction {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ADMIN_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
     let cli = Cli::parse();
+    remote::logging::init(cli.log_format);
     if let Err(e) = run(cli) {
         eprintln!("admin-server: error: {e}");
         std::process::exit(1);
@@ -121,6 +127,10 @@ fn run(cli: Cli) -> Result<(), Error> {
                 )?,
                 CampaignAction::List => campaign::list(&db)?,
                 CampaignAction::Show { name } => campaign::show(&db, &name)?,
+                CampaignAction::Report { name, format } => {
+                    // The report is data: written as it is read, exactly, not trimmed.
+                    return report::write(&db, &name, format, &mut std::io::stdout().lock());
+                }
                 CampaignAction::Pause { name } => {
                     campaign::set_state(&mut db, &name, CampaignState::Paused)?
                 }
@@ -164,6 +174,8 @@ fn serve(path: &std::path::Path) -> Result<(), Error> {
         checked.scheme,
     )?;
     let engine = Engine::new(db, hsm, records, cfg.admin_path.clone());
+    let instance = remote::ops::Instance::new(checked.listen.to_string())?;
+    let ops = Arc::new(remote::ops::Ops::new(instance, Db::open(&cfg.database)?));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -195,12 +207,30 @@ fn serve(path: &std::path::Path) -> Result<(), Error> {
                 }
             ),
         };
+        let ops_local = match checked.ops {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| Error::Io {
+                        what: format!("listening on {addr} (ops)"),
+                        source: e,
+                    })?;
+                let a = l.local_addr().map_err(|e| Error::Io {
+                    what: "local address (ops)".into(),
+                    source: e,
+                })?;
+                tokio::spawn(ops.clone().serve(l));
+                format!(", operations on http://{a}/status and /metrics")
+            }
+            None => String::new(),
+        };
+        tracing::info!(instance = %ops.instance().id, agents = %local, "serving");
         println!(
-            "admin-server listening on {local} ({kind}), admin URI {}",
+            "admin-server listening on {local} ({kind}), admin URI {}{ops_local}",
             cfg.admin_path
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        Server::new(engine, tls).run(listener).await
+        Server::new(engine, tls).with_ops(ops).run(listener).await
     })
 }
