@@ -148,6 +148,7 @@ fn setup(w: &World, config: &Path) -> (String, String) {
 }
 
 fn start_json_logging(hsm: &SoftHsm, config: &Path, log: &Path) -> ServerProc {
+    ensure_ledger(hsm, config);
     let child = hsm
         .tool("admin-server")
         .args(["--log-format", "json", "serve", "--config"])

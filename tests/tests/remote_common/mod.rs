@@ -40,6 +40,27 @@ pub fn write_config(dir: &Path, name: &str, port: u16, tls: Option<&str>) -> Pat
     path
 }
 
+/// Makes the server's ledger, once per directory, as an operator does before the first start: explicitly,
+/// with `keyman ledger init`, anchored in the issuer's token (no tool creates a ledger implicitly).
+pub fn ensure_ledger(hsm: &SoftHsm, config: &Path) {
+    let ledger = config
+        .parent()
+        .expect("the configuration's directory")
+        .join("remote-ledger.jsonl");
+    if !ledger.exists() {
+        ok(hsm
+            .tool("keyman")
+            .args(["ledger", "init"])
+            .arg(&ledger)
+            .args([
+                "--token",
+                "issuer",
+                "--pin-source",
+                &format!("env:{PIN_VAR}"),
+            ]));
+    }
+}
+
 /// The admin server running as a process; killed on drop.
 pub struct ServerProc {
     child: Child,
@@ -48,26 +69,9 @@ pub struct ServerProc {
 }
 
 impl ServerProc {
-    /// Starts `admin-server serve --config CONFIG` and waits until it listens. The first start in a
-    /// directory makes the server's ledger as an operator does, explicitly, with `keyman ledger init`
-    /// anchored in the issuer's token: no tool creates a ledger implicitly.
+    /// Starts `admin-server serve --config CONFIG` (after [`ensure_ledger`]) and waits until it listens.
     pub fn start(hsm: &SoftHsm, config: &Path) -> ServerProc {
-        let ledger = config
-            .parent()
-            .expect("the configuration's directory")
-            .join("remote-ledger.jsonl");
-        if !ledger.exists() {
-            ok(hsm
-                .tool("keyman")
-                .args(["ledger", "init"])
-                .arg(&ledger)
-                .args([
-                    "--token",
-                    "issuer",
-                    "--pin-source",
-                    &format!("env:{PIN_VAR}"),
-                ]));
-        }
+        ensure_ledger(hsm, config);
         let child = hsm
             .tool("admin-server")
             .args(["serve", "--config"])
