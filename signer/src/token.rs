@@ -622,6 +622,14 @@ pub fn put_dm_keys(
 ) -> Result<DmKeysPut, Error> {
     let token_key = TokenKey::open(session, token_key_label)?;
     let record = token_key.record(session, token_key_label)?;
+    // The receipt key is derived after KVN 70 is put: a token that cannot derive it refuses here, before
+    // the card changes.
+    crate::diversify::check_master(
+        session,
+        receipt_master,
+        receipt_scheme,
+        SecretKeyType::Aes128,
+    )?;
     let (mut ch, kdd) = open_domain_channel(t, session, &ISD_AID, master, scheme)?;
     let dek = derive_one(
         session,

@@ -10,6 +10,7 @@ mod remote_common;
 
 use postissue_tests::{fails, ok, NssDb, NSS_MODULE, NSS_TOKEN, PIN_VAR};
 
+const ISD: &str = "A000000151000000";
 const SSD: &str = "A0000001515350410001";
 const APPLET: &str = "A00000064750490101";
 const KDD_A: &str = "00010203040506070809";
@@ -143,6 +144,11 @@ fn registry(nss: &NssDb, image: &str) -> String {
     ok(&mut card_cmd(nss, "list", image))
 }
 
+/// What keyman says when NSS refuses a ledger anchor.
+const ANCHOR_REFUSED: &str = "token 'NSS Certificate DB' refuses private token data objects, so it \
+                              cannot hold a ledger anchor (NSS softokn is such a token); anchor the \
+                              ledger in a token that keeps them (SoftHSM2, most HSMs)";
+
 #[test]
 fn nss_refuses_to_anchor_a_ledger_and_says_why() {
     let nss = NssDb::new();
@@ -164,6 +170,61 @@ fn nss_refuses_to_anchor_a_ledger_and_says_why() {
     );
     // Nothing is left behind: no ledger without its anchor.
     assert!(!nss.path("anchored.jsonl").exists());
+    // An existing ledger (a ceremony's) cannot be anchored there either, and stays as it was.
+    keys(&nss);
+    let ledger = nss.path("work/keys.jsonl");
+    let before = std::fs::read(&ledger).unwrap();
+    let err = fails(nss.tool("keyman").args([
+        "ledger",
+        "anchor",
+        "keys.jsonl",
+        "--token",
+        NSS_TOKEN,
+        "--pin-source",
+        &pin_source(),
+    ]));
+    assert!(err.ends_with(ANCHOR_REFUSED), "{err}");
+    assert_eq!(std::fs::read(&ledger).unwrap(), before);
+    let err = fails(
+        nss.tool("keyman")
+            .args(["ledger", "verify", "keys.jsonl", "--token", NSS_TOKEN])
+            .args(["--pin-source", &pin_source()]),
+    );
+    assert_eq!(
+        err,
+        "keyman: error: keys.jsonl: token 'NSS Certificate DB' holds no anchor for this ledger; create \
+         ledgers with `keyman ledger init` (or anchor a ceremony's new ledger with `keyman ledger anchor`) \
+         in the token that appends to them"
+    );
+    let dap = std::fs::read_to_string(postissue_tests::root().join("ceremonies/dap-keypair.ron"))
+        .unwrap()
+        .replace(
+            "uri: \"pkcs11:token=vendor\"",
+            &format!("uri: \"{}\"", token()),
+        );
+    std::fs::write(nss.path("dap.ron"), dap).unwrap();
+    let out = nss
+        .tool("keyman")
+        .args(["ceremony", "run"])
+        .arg(nss.path("dap.ron"))
+        .args(["--ledger", "dap.jsonl", "--pin-source", &pin_source()])
+        .args(["--anchor-token", "vendor"])
+        .output()
+        .unwrap();
+    // A ceremony told to anchor its new ledger there makes its keys and records them, then is refused
+    // the anchor: the refusal is its last line, and the recorded ledger is left to anchor elsewhere.
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("step 1: generated RSA-2048 key pair"),
+        "{out:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .ends_with(ANCHOR_REFUSED),
+        "{out:?}"
+    );
+    assert!(nss.path("work/dap.jsonl").exists());
 }
 
 /// The vendor's Delegated Management SSD with its per-card channel keys (kdf3, derived in NSS from
@@ -201,6 +262,22 @@ fn delegated_card(nss: &NssDb, name: &str, kdd: &str) -> String {
     image
 }
 
+/// The key information template (GET DATA `00E0`, no secure channel needed) of the security domain
+/// `aid`, read from the card image: which key versions it holds.
+fn key_information(image: &str, aid: &str) -> Vec<u8> {
+    use signer::transport::Transport;
+    let mut t = signer::transport::SimTransport::open(std::path::Path::new(image)).unwrap();
+    let select = hex::decode(format!("00A40400{:02X}{aid}", aid.len() / 2)).unwrap();
+    assert!(t.transmit_raw(&select).unwrap().ends_with(&[0x90, 0x00]));
+    let info = t.transmit_raw(&[0x80, 0xCA, 0x00, 0xE0, 0x00]).unwrap();
+    assert!(
+        info.ends_with(&[0x90, 0x00]),
+        "{}",
+        hex::encode_upper(&info)
+    );
+    info
+}
+
 fn put_dm_keys(nss: &NssDb, image: &str, receipt_scheme: &str) -> std::process::Command {
     let mut c = nss.tool("signer");
     c.args(["token", "put-keys", "--card", &format!("sim:{image}")])
@@ -234,8 +311,10 @@ fn delegated_management_tokens_signed_and_receipts_checked_in_nss() {
     let image = delegated_card(&nss, "a", KDD_A);
     // The receipt key derived by the `aes` scheme needs CKM_AES_ECB_ENCRYPT_DATA: refused before the card
     // changes.
+    let keys_before = key_information(&image, ISD);
     let err = fails(&mut put_dm_keys(&nss, &image, "aes"));
     assert!(err.ends_with(NO_DERIVE_AES), "{err}");
+    assert_eq!(key_information(&image, ISD), keys_before, "no key was put");
     let put = ok(&mut put_dm_keys(&nss, &image, "kdf3"));
     assert!(
         put.contains("KVN 70") && put.contains("ecdsa-p256-sha256"),
@@ -432,8 +511,10 @@ fn the_vendor_ssd_flow_with_keys_in_nss() {
         c
     };
     // The card's DAP key by the aes scheme needs CKM_AES_ECB_ENCRYPT_DATA: refused, nothing put.
+    let keys_before = key_information(&image, SSD);
     let err = fails(&mut put("aes"));
     assert!(err.ends_with(NO_DERIVE_AES), "{err}");
+    assert_eq!(key_information(&image, SSD), keys_before, "no key was put");
     let out = ok(&mut put("kdf3"));
     assert!(
         out.contains(&format!("card {KDD_A}"))
