@@ -658,3 +658,41 @@ fn a_remote_campaign_installs_with_the_issuer_master_in_nss() {
     assert_eq!(rows.len(), 1, "{show}");
     assert_eq!((rows[0].2.as_str(), rows[0].3), ("done", 1), "{show}");
 }
+
+#[test]
+fn a_server_whose_scheme_nss_cannot_derive_refuses_to_start() {
+    use std::io::BufRead;
+    let nss = NssDb::new();
+    keys(&nss);
+    let config = server_config(&nss, remote_common::free_port());
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("scheme: \"kdf3\"", "scheme: \"aes\"");
+    std::fs::write(&config, text).unwrap();
+    let mut child = nss
+        .tool("admin-server")
+        .env_remove("PKCS11_MODULE")
+        .env_remove("PKCS11_MODULE_INIT")
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("admin-server");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    if first.contains("listening") {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server started with a scheme its token cannot derive: {first}");
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    assert_eq!(
+        err,
+        format!("admin-server: error: the token cannot do this: token 'NSS Certificate DB' {NO_DERIVE_AES}")
+    );
+}
