@@ -72,6 +72,8 @@ fn keys(nss: &NssDb) {
         {steps}
         GenerateKeyPair(label: "dm-token", id: "0701", key_type: EcP256, usages: [Sign],
             performed_by: ["officer"], witnessed_by: ["witness"]),
+        GenerateKeyPair(label: "dm-token-rsa", id: "0702", key_type: Rsa2048, usages: [Sign],
+            performed_by: ["officer"], witnessed_by: ["witness"]),
     ],
 )"#,
         token()
@@ -278,11 +280,16 @@ fn key_information(image: &str, aid: &str) -> Vec<u8> {
     info
 }
 
-fn put_dm_keys(nss: &NssDb, image: &str, receipt_scheme: &str) -> std::process::Command {
+fn put_dm_keys(
+    nss: &NssDb,
+    image: &str,
+    token_key: &str,
+    receipt_scheme: &str,
+) -> std::process::Command {
     let mut c = nss.tool("signer");
     c.args(["token", "put-keys", "--card", &format!("sim:{image}")])
         .args(["--master", &key("isd-kmc-aes"), "--scheme", "kdf3"])
-        .args(["--token-key", &key("dm-token")])
+        .args(["--token-key", &key(token_key)])
         .args(["--receipt-master", &key("receipt-master")])
         .args(["--receipt-scheme", receipt_scheme])
         .args(["--pin-source", &pin_source()]);
@@ -312,10 +319,10 @@ fn delegated_management_tokens_signed_and_receipts_checked_in_nss() {
     // The receipt key derived by the `aes` scheme needs CKM_AES_ECB_ENCRYPT_DATA: refused before the card
     // changes.
     let keys_before = key_information(&image, ISD);
-    let err = fails(&mut put_dm_keys(&nss, &image, "aes"));
+    let err = fails(&mut put_dm_keys(&nss, &image, "dm-token", "aes"));
     assert!(err.ends_with(NO_DERIVE_AES), "{err}");
     assert_eq!(key_information(&image, ISD), keys_before, "no key was put");
-    let put = ok(&mut put_dm_keys(&nss, &image, "kdf3"));
+    let put = ok(&mut put_dm_keys(&nss, &image, "dm-token", "kdf3"));
     assert!(
         put.contains("KVN 70") && put.contains("ecdsa-p256-sha256"),
         "{put}"
@@ -329,7 +336,7 @@ fn delegated_management_tokens_signed_and_receipts_checked_in_nss() {
         "--out",
         &p(&nss, "hello.pkg"),
     ]));
-    let issue = |sub: &str, out: &str| {
+    let issue = |sub: &str, token_key: &str, out: &str| {
         ok(nss.tool("signer").args([
             "token",
             sub,
@@ -337,22 +344,50 @@ fn delegated_management_tokens_signed_and_receipts_checked_in_nss() {
             "--sd",
             SSD,
             "--token-key",
-            &key("dm-token"),
+            &key(token_key),
             "--out",
             &p(&nss, out),
             "--pin-source",
             &pin_source(),
         ]))
     };
-    let issued = issue("load", "hello.tokens");
+    let issued = issue("load", "dm-token", "hello.tokens");
     assert!(
         issued.contains("install-for-load") && issued.contains(APPLET),
         "{issued}"
     );
-    let combined = issue("combined", "combined.tokens");
+    let combined = issue("combined", "dm-token-rsa", "combined.tokens");
     assert!(
-        combined.contains("install-for-load-install-and-make-selectable P1 0E P2 03"),
+        combined.contains("install-for-load-install-and-make-selectable P1 0E P2 03")
+            && combined.contains("rsa-pss-sha256"),
         "{combined}"
+    );
+    let deleted = ok(nss.tool("signer").args([
+        "token",
+        "delete",
+        "--aid",
+        APPLET,
+        "--sd",
+        SSD,
+        "--token-key",
+        &key("dm-token"),
+        "--out",
+        &p(&nss, "delete.tokens"),
+        "--pin-source",
+        &pin_source(),
+    ]));
+    // The DELETE token: an ECDSA P-256 signature (r ‖ s) made by NSS.
+    let line = deleted
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "delete        P1 00 P2 00 data 4F09{APPLET} token "
+            ))
+        })
+        .unwrap_or_else(|| panic!("{deleted}"));
+    assert!(
+        line.len() == 128 && line.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{deleted}"
     );
     // A token changed by one digit: the card refuses it (the NSS signature no longer verifies).
     let text = std::fs::read_to_string(nss.path("hello.tokens")).unwrap();
@@ -379,9 +414,14 @@ fn delegated_management_tokens_signed_and_receipts_checked_in_nss() {
             && l.contains(&format!("sd {SSD}"))),
         "{after}"
     );
-    // The combined process on a second card: one receipt, checked.
+    // A second card checks tokens with the RSA-2048 key (PSS SHA-256 tokens signed by NSS): the ECDSA
+    // tokens are refused, the combined process with the RSA token passes, its one receipt checked.
     let image_b = delegated_card(&nss, "b", KDD_B);
-    ok(&mut put_dm_keys(&nss, &image_b, "kdf3"));
+    ok(&mut put_dm_keys(&nss, &image_b, "dm-token-rsa", "kdf3"));
+    let before_b = registry(&nss, &image_b);
+    let err = fails(&mut delegated_deploy(&nss, &image_b, "hello.tokens"));
+    assert!(err.contains("6982"), "{err}");
+    assert_eq!(registry(&nss, &image_b), before_b);
     let out = ok(&mut delegated_deploy(&nss, &image_b, "combined.tokens"));
     assert!(
         out.contains("verified with the card's receipt key"),
