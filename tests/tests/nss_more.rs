@@ -445,10 +445,11 @@ fn batch(nss: &NssDb, scheme: &str, out: &str, extra: &[&str]) -> std::process::
     c
 }
 
-/// The only test here that loads NSS in this process (once per process): it plays a batch's PUT KEY to a
-/// fab-fresh card through a channel opened with the transport key imported into NSS.
+/// The only test here that loads NSS in this process (once per process, one database): it plays a
+/// batch's PUT KEY to a fab-fresh card through a channel opened with the transport key imported into
+/// NSS, then personalises an application on that card through the vendor's SSD.
 #[test]
-fn a_kdf3_batch_made_in_nss_is_accepted_by_the_card() {
+fn a_kdf3_batch_made_in_nss_is_accepted_by_the_card_then_an_app_is_personalised() {
     use keyman::hsm::{register_module_init, Hsm, TokenUri};
     let nss = NssDb::new();
     keys(&nss);
@@ -518,6 +519,122 @@ fn a_kdf3_batch_made_in_nss_is_accepted_by_the_card() {
     // The card now opens its card domain with its kdf3 keys, derived again in NSS.
     let reg = registry(&nss, &image);
     assert!(reg.contains("A000000151000000"), "{reg}");
+
+    // Application personalisation through the vendor's SSD on the same card: the issuer creates the SSD
+    // (command line) and installs the card's built-in purse, extradited to it (library, kdf3 keys from
+    // NSS); the vendor puts the SSD's per-card kdf3 key set and personalises the purse with STORE DATA
+    // encrypted by NSS under the SSD's DEK.
+    ok(card_cmd(&nss, "create-sd", &image).args(["--sd", SSD]));
+    {
+        let master = session.find_secret_key("isd-kmc-aes").unwrap();
+        let mut t = signer::transport::SimTransport::open(std::path::Path::new(&image)).unwrap();
+        let (mut ch, _) = signer::gp::open_issuer_channel(
+            &mut t,
+            &session,
+            master,
+            gp_core::diversify::Scheme::Kdf3,
+        )
+        .unwrap();
+        let purse = common::install(PURSE_PACKAGE, PURSE_MODULE, PURSE, &[0x00]);
+        ch.send_ok(&purse.to_apdu().unwrap(), "purse").unwrap();
+        let ex = gp_core::commands::InstallForExtradition {
+            sd_aid: common::h(SSD),
+            aid: common::h(PURSE),
+            parameters: Vec::new(),
+            token: Vec::new(),
+        };
+        ch.send_ok(&ex.to_apdu().unwrap(), "extradition").unwrap();
+    }
+    ok(nss.tool("signer").args([
+        "sd",
+        "put-keys",
+        "--card",
+        &format!("sim:{image}"),
+        "--sd",
+        SSD,
+        "--channel-master",
+        &key("ssd-kmc"),
+        "--channel-scheme",
+        "kdf3",
+        "--pin-source",
+        &pin_source(),
+    ]));
+    // The purse's credit key, generated in NSS, goes into the SSD wrapped under the SSD's new DEK.
+    {
+        use gp_core::commands::put_key::{KeyComponent, KeyData, PutKey, KEY_TYPE_AES};
+        use keyman::hsm::{SecretKeyType, Usage};
+        session
+            .generate_secret(&common::aes_spec(
+                "purse-credit",
+                0x53,
+                vec![Usage::Encrypt, Usage::Sign],
+                true,
+            ))
+            .unwrap();
+        let purse_key = session.find_secret_key("purse-credit").unwrap();
+        let ssd_master = session.find_secret_key("ssd-kmc").unwrap();
+        let mut t = signer::transport::SimTransport::open(std::path::Path::new(&image)).unwrap();
+        let (mut ch, kdd) = signer::gp::open_domain_channel(
+            &mut t,
+            &session,
+            &common::h(SSD),
+            ssd_master,
+            gp_core::diversify::Scheme::Kdf3,
+        )
+        .unwrap();
+        let dek = signer::diversify::derive_one(
+            &session,
+            ssd_master,
+            gp_core::diversify::Scheme::Kdf3,
+            &kdd,
+            gp_core::diversify::KeyRole::Dek,
+            SecretKeyType::Aes128,
+            &[Usage::Wrap],
+            false,
+        )
+        .unwrap();
+        let wrapped = session.wrap_cbc_zero_iv(dek.handle(), purse_key).unwrap();
+        let put = PutKey {
+            new_kvn: 0x40,
+            keys: vec![KeyData {
+                components: vec![KeyComponent {
+                    key_type: KEY_TYPE_AES,
+                    block: [&[16u8][..], &wrapped].concat(),
+                }],
+                kcv: session.kcv(purse_key).unwrap().value.to_vec(),
+            }],
+        };
+        ch.send_ok(&put.to_apdu(0, 1).unwrap(), "PUT KEY 40")
+            .unwrap();
+    }
+    assert_eq!(balance(&image), [0x69, 0x85]);
+    std::fs::write(
+        nss.path("purse.hex"),
+        "DF01 04 000186A0\nDF02 04 00000064\nDF03 02 4001\n",
+    )
+    .unwrap();
+    let out = ok(nss
+        .tool("signer")
+        .args(["app", "personalise", "--card", &format!("sim:{image}")])
+        .args(["--sd", SSD, "--app", PURSE, "--data", &p(&nss, "purse.hex")])
+        .args(["--master", &key("ssd-kmc"), "--scheme", "kdf3"])
+        .args(["--pin-source", &pin_source()]));
+    assert!(out.contains("encrypted under the SD's DEK"), "{out}");
+    assert_eq!(balance(&image), [0, 0, 0, 100, 0, 0, 0, 0, 0x90, 0x00]);
+}
+
+const PURSE_PACKAGE: &str = "F05055525345";
+const PURSE_MODULE: &str = "F0505552534501";
+const PURSE: &str = "F050555253450101";
+
+/// GET BALANCE from the purse on the card image: the raw response.
+fn balance(image: &str) -> Vec<u8> {
+    let mut card = card_firmware::sim::SimCard::open(std::path::Path::new(image)).unwrap();
+    card.power_on();
+    let mut select = vec![0x00, 0xA4, 0x04, 0x00, 0x08];
+    select.extend_from_slice(&common::h(PURSE));
+    assert!(card.transmit(&select).ends_with(&[0x90, 0x00]));
+    card.transmit(&[0x80, 0x5C, 0x00, 0x00, 0x08])
 }
 
 #[test]
