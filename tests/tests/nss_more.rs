@@ -50,6 +50,7 @@ fn keys(nss: &NssDb) {
     };
     let formed = [
         ("isd-kmc-aes", "0111", "Derive"),
+        ("isd-kmc-next", "0121", "Derive"),
         ("receipt-master", "0171", "Derive"),
         ("ssd-kmc", "0151", "Derive"),
         ("dap-master", "0112", "Derive"),
@@ -852,4 +853,39 @@ fn a_server_whose_scheme_nss_cannot_derive_refuses_to_start() {
         err,
         format!("admin-server: error: the token cannot do this: token 'NSS Certificate DB' {NO_DERIVE_AES}")
     );
+}
+
+/// `signer card put-keys`: the card domain's kdf3 key set replaced by one from another master in NSS; the
+/// same keys again are refused (the replay rule works on NSS: the KCVs are computed by the token).
+#[test]
+fn card_key_rotation_with_kdf3_masters_in_nss() {
+    let nss = NssDb::new();
+    keys(&nss);
+    let image = card(&nss, "a", KDD_A);
+    let rotate = |new: &str| {
+        let mut c = card_cmd(&nss, "put-keys", &image);
+        c.args(["--new-master", &key(new)]);
+        c
+    };
+    let err = fails(&mut rotate("isd-kmc-aes"));
+    assert!(
+        err.contains(
+            "PUT KEY of key set 32 replacing 31: the new key set's ENC and MAC are the keys the card \
+             uses now"
+        ) && err.contains("nothing was put"),
+        "{err}"
+    );
+    let out = ok(&mut rotate("isd-kmc-next"));
+    assert!(
+        out.contains("key set 31 replaced by 32 from 'isd-kmc-next' (kdf3)"),
+        "{out}"
+    );
+    let next = ok(nss
+        .tool("signer")
+        .args(["card", "list", "--card", &format!("sim:{image}")])
+        .args(["--master", &key("isd-kmc-next"), "--scheme", "kdf3"])
+        .args(["--pin-source", &pin_source()]));
+    assert!(next.contains(ISD), "{next}");
+    let err = fails(&mut card_cmd(&nss, "list", &image));
+    assert!(err.contains("cryptogram"), "{err}");
 }
