@@ -228,6 +228,27 @@ fn nss_refuses_to_anchor_a_ledger_and_says_why() {
         "{out:?}"
     );
     assert!(nss.path("work/dap.jsonl").exists());
+    let image = p(&nss, "l.img");
+    ok(nss
+        .tool("card-sim")
+        .args(["new", "--image", &image, "--kdd", KDD_A]));
+    // A tool recording into a ledger in NSS is refused before the card changes: the card still has its
+    // transport keys, which the same personalisation without the ledger then replaces.
+    let perso = || {
+        let mut c = nss.tool("signer");
+        c.args(["personalise", "--card", &format!("sim:{image}")])
+            .args(["--master", &key("isd-kmc-aes"), "--scheme", "kdf3"])
+            .args(["--pin-source", &pin_source()]);
+        c
+    };
+    let err = fails(perso().args(["--ledger", "keys.jsonl"]));
+    assert_eq!(
+        err,
+        "signer: error: ledger: keys.jsonl: token 'NSS Certificate DB' holds no anchor for this ledger; \
+         create ledgers with `keyman ledger init` (or anchor a ceremony's new ledger with `keyman ledger \
+         anchor`) in the token that appends to them"
+    );
+    ok(&mut perso());
 }
 
 /// The vendor's Delegated Management SSD with its per-card channel keys (kdf3, derived in NSS from
