@@ -214,11 +214,11 @@ fn nss_refuses_to_anchor_a_ledger_and_says_why() {
         .args(["--anchor-token", "vendor"])
         .output()
         .unwrap();
-    // A ceremony told to anchor its new ledger there makes its keys and records them, then is refused
-    // the anchor: the refusal is its last line, and the recorded ledger is left to anchor elsewhere.
+    // A ceremony told to anchor its new ledger there is refused before any step: no key made, no
+    // ledger left; the same ceremony without the anchor then runs.
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("step 1: generated RSA-2048 key pair"),
+        !String::from_utf8_lossy(&out.stdout).contains("step 1"),
         "{out:?}"
     );
     assert!(
@@ -227,7 +227,16 @@ fn nss_refuses_to_anchor_a_ledger_and_says_why() {
             .ends_with(ANCHOR_REFUSED),
         "{out:?}"
     );
-    assert!(nss.path("work/dap.jsonl").exists());
+    assert!(!nss.path("work/dap.jsonl").exists());
+    let made = ok(nss
+        .tool("keyman")
+        .args(["ceremony", "run"])
+        .arg(nss.path("dap.ron"))
+        .args(["--ledger", "dap.jsonl", "--pin-source", &pin_source()]));
+    assert!(
+        made.contains("step 1: generated RSA-2048 key pair 'ssd-dap-rsa'"),
+        "{made}"
+    );
     let image = p(&nss, "l.img");
     ok(nss
         .tool("card-sim")
