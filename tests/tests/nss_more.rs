@@ -40,9 +40,14 @@ const NO_DERIVE_AES: &str =
 /// delegated management is an EC P-256 key pair generated in NSS.
 fn keys(nss: &NssDb) {
     let form = |label: &str, id: &str, usages: &str| {
+        let key_type = if label.ends_with("-des") {
+            "Des3TwoKey"
+        } else {
+            "Aes128"
+        };
         format!(
             r#"FormKey(
-            label: "{label}", id: "{id}", key_type: Aes128, usages: [{usages}], extractable: true,
+            label: "{label}", id: "{id}", key_type: {key_type}, usages: [{usages}], extractable: true,
             components: [Component(custodian: "custodian-a"), Component(custodian: "custodian-b")],
             token: "issuer", performed_by: ["officer"], witnessed_by: ["witness"],
         ),"#
@@ -55,6 +60,8 @@ fn keys(nss: &NssDb) {
         ("ssd-kmc", "0151", "Derive"),
         ("dap-master", "0112", "Derive"),
         ("lfdb-cipher", "0113", "Encrypt, Decrypt"),
+        ("dap-master-des", "0114", "Derive"),
+        ("lfdb-cipher-des", "0115", "Encrypt, Decrypt"),
     ];
     let steps: String = formed.iter().map(|(l, i, u)| form(l, i, u)).collect();
     let script = format!(
@@ -918,4 +925,56 @@ fn card_key_rotation_with_kdf3_masters_in_nss() {
     assert!(next.contains(ISD), "{next}");
     let err = fails(&mut card_cmd(&nss, "list", &image));
     assert!(err.contains("cryptogram"), "{err}");
+}
+
+/// 3DES on NSS: per-card 3DES DAP keys need the emv scheme's `CKM_DES3_ECB_ENCRYPT_DATA`, which the key
+/// database token lacks (refused with that line); a 3DES-ciphered LFDB needs only `CKM_DES3_CBC`, and NSS
+/// makes and deciphers it.
+#[test]
+fn des3_daps_refused_and_a_des3_ciphered_lfdb_on_nss() {
+    let nss = NssDb::new();
+    keys(&nss);
+    ok(nss.tool("demo-cap").arg(nss.path("hello.cap")));
+    std::fs::write(
+        nss.path("cards.csv"),
+        format!("identity,kdd\ncard-a,{KDD_A}\n"),
+    )
+    .unwrap();
+    let err = fails(
+        nss.tool("signer")
+            .args([
+                "package",
+                &p(&nss, "hello.cap"),
+                "--out",
+                &p(&nss, "des.pkg"),
+            ])
+            .args(["--hash", "sha1", "--dap", "des"])
+            .args(["--dap-key", &key("dap-master-des")])
+            .args(["--cards", &p(&nss, "cards.csv"), "--diversify", "emv"])
+            .args(["--pin-source", &pin_source()]),
+    );
+    assert_eq!(
+        err,
+        "signer: error: the token cannot do this: token 'NSS Certificate DB' cannot do derive-emv: it \
+         lacks CKM_DES3_ECB_ENCRYPT_DATA (derive); nothing is done outside the token instead"
+    );
+    assert!(!nss.path("des.pkg").exists());
+    let made = ok(nss
+        .tool("signer")
+        .args(["package", &p(&nss, "hello.cap"), "--out", &p(&nss, "c.pkg")])
+        .args(["--encrypt", "--cipher-key", &key("lfdb-cipher-des")])
+        .args(["--pin-source", &pin_source()]));
+    assert!(
+        made.contains("ciphered      des3-cbc under 'lfdb-cipher-des'"),
+        "{made}"
+    );
+    let checked = ok(nss
+        .tool("signer")
+        .args(["verify", &p(&nss, "c.pkg")])
+        .args(["--cipher-key", &key("lfdb-cipher-des")])
+        .args(["--pin-source", &pin_source()]));
+    assert!(
+        checked.contains("ciphered LFDB deciphers to the LFDB the manifest names"),
+        "{checked}"
+    );
 }
