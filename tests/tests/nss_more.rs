@@ -854,22 +854,16 @@ fn a_remote_campaign_installs_with_the_issuer_master_in_nss() {
     assert_eq!((rows[0].2.as_str(), rows[0].3), ("done", 1), "{show}");
 }
 
-#[test]
-fn a_server_whose_scheme_nss_cannot_derive_refuses_to_start() {
+/// Starts `admin-server serve` with `config` (module and initialisation string from the configuration
+/// only) and returns the one line it fails with; panics if it listens instead.
+fn server_refusal(nss: &NssDb, config: &std::path::Path) -> String {
     use std::io::BufRead;
-    let nss = NssDb::new();
-    keys(&nss);
-    let config = server_config(&nss, remote_common::free_port());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("scheme: \"kdf3\"", "scheme: \"aes\"");
-    std::fs::write(&config, text).unwrap();
     let mut child = nss
         .tool("admin-server")
         .env_remove("PKCS11_MODULE")
         .env_remove("PKCS11_MODULE_INIT")
         .args(["serve", "--config"])
-        .arg(&config)
+        .arg(config)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -881,14 +875,45 @@ fn a_server_whose_scheme_nss_cannot_derive_refuses_to_start() {
     if first.contains("listening") {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("the server started with a scheme its token cannot derive: {first}");
+        panic!("the server started: {first}");
     }
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+/// What the admin server cannot do with its master in NSS, refused before it listens: a scheme NSS
+/// cannot derive, and a ledger (NSS holds no anchor for it).
+#[test]
+fn a_server_whose_scheme_or_ledger_nss_cannot_serve_refuses_to_start() {
+    let nss = NssDb::new();
+    keys(&nss);
+    let config = server_config(&nss, remote_common::free_port());
+    let kdf3 = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, kdf3.replace("scheme: \"kdf3\"", "scheme: \"aes\"")).unwrap();
     assert_eq!(
-        err,
-        format!("admin-server: error: the token cannot do this: token 'NSS Certificate DB' {NO_DERIVE_AES}")
+        server_refusal(&nss, &config),
+        format!(
+            "admin-server: error: the token cannot do this: token 'NSS Certificate DB' {NO_DERIVE_AES}"
+        )
+    );
+    // The ceremony's ledger, which NSS could not anchor.
+    std::fs::write(
+        &config,
+        kdf3.replace(
+            "pin_source:",
+            "ledger: Some(\"work/keys.jsonl\"),\n    pin_source:",
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        server_refusal(&nss, &config),
+        format!(
+            "admin-server: error: ledger: {}: token 'NSS Certificate DB' holds no anchor for this \
+             ledger; create ledgers with `keyman ledger init` (or anchor a ceremony's new ledger with \
+             `keyman ledger anchor`) in the token that appends to them",
+            nss.path("work/keys.jsonl").display()
+        )
     );
 }
 
