@@ -950,6 +950,23 @@ fn card_key_rotation_with_kdf3_masters_in_nss() {
     assert!(next.contains(ISD), "{next}");
     let err = fails(&mut card_cmd(&nss, "list", &image));
     assert!(err.contains("cryptogram"), "{err}");
+    // The card's life cycle through the new keys.
+    let next_cmd = |sub: &str| {
+        let mut c = nss.tool("signer");
+        c.args(["card", sub, "--card", &format!("sim:{image}")])
+            .args(["--master", &key("isd-kmc-next"), "--scheme", "kdf3"])
+            .args(["--pin-source", &pin_source()]);
+        c
+    };
+    ok(&mut next_cmd("lock"));
+    let isd_line = |reg: String| {
+        reg.lines()
+            .find(|l| l.starts_with("ISD"))
+            .map(str::to_string)
+    };
+    assert!(isd_line(ok(&mut next_cmd("list"))).is_some_and(|l| l.contains("CARD_LOCKED")));
+    ok(&mut next_cmd("unlock"));
+    assert!(isd_line(ok(&mut next_cmd("list"))).is_some_and(|l| l.contains("SECURED")));
 }
 
 /// 3DES on NSS: per-card 3DES DAP keys need the emv scheme's `CKM_DES3_ECB_ENCRYPT_DATA`, which the key
