@@ -1,10 +1,10 @@
 //! More of the HSM paths on NSS softokn, the second PKCS#11 implementation: delegated-management tokens
 //! signed in NSS with the card's receipts checked by NSS, ledger anchoring (which NSS refuses, with the
-//! reason), personalisation batches, the vendor's SSD flow, and the admin server's remote sessions. Every
-//! key is in the NSS key database (`NSS Certificate DB`); per-card keys are `kdf3` (SP 800-108 in the
-//! token), and where a path needs a mechanism NSS's key database token lacks, the test asserts the exact
-//! line the user gets.
-
+//! reason, before anything changes), personalisation batches, the vendor's SSD flow, application
+//! personalisation through an SSD, card key rotation, 3DES DAPs and ciphered LFDBs, and the admin
+//! server's remote sessions. Every key is in the NSS key database (`NSS Certificate DB`); per-card keys
+//! are `kdf3` (SP 800-108 in the token), and where a path needs a mechanism NSS's key database token
+//! lacks, the test asserts the exact line the user gets.
 mod common;
 mod remote_common;
 
