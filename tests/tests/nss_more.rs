@@ -5,6 +5,7 @@
 //! server's remote sessions. Every key is in the NSS key database (`NSS Certificate DB`); per-card keys
 //! are `kdf3` (SP 800-108 in the token), and where a path needs a mechanism NSS's key database token
 //! lacks, the test asserts the exact line the user gets.
+
 mod common;
 mod remote_common;
 
