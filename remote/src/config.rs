@@ -20,7 +20,7 @@ pub struct ServerConfig {
     pub database: PathBuf,
     /// The issuer's master key in the HSM: `pkcs11:token=LABEL;object=KEY-LABEL`.
     pub issuer_master: String,
-    /// Key diversification scheme of the issuer's per-card keys: `emv`, `visa2` or `aes`.
+    /// Key diversification scheme of the issuer's per-card keys: `emv`, `visa2`, `aes` or `kdf3`.
     #[serde(default = "default_scheme")]
     pub scheme: String,
     /// The PKCS#11 module (default: from the URI, $PKCS11_MODULE, or SoftHSM2).
@@ -136,10 +136,12 @@ impl ServerConfig {
             .listen
             .parse()
             .map_err(|_| cfg_err(format!("listen '{}' is not ADDRESS:PORT", config.listen)))?;
-        let scheme: Scheme = config
-            .scheme
-            .parse()
-            .map_err(|_| cfg_err(format!("scheme '{}': use emv, visa2 or aes", config.scheme)))?;
+        let scheme: Scheme = config.scheme.parse().map_err(|_| {
+            cfg_err(format!(
+                "scheme '{}': use emv, visa2, aes or kdf3",
+                config.scheme
+            ))
+        })?;
         let pin_source: PinSource = config
             .pin_source
             .parse()

@@ -67,6 +67,14 @@ impl HsmWorker {
                         return;
                     }
                 };
+                // The token must derive this scheme's keys from this master: a token lacking the
+                // mechanism is refused here, before the server listens, not at every card's session.
+                if let Err(e) =
+                    signer::diversify::check_master(&session, master, scheme, SecretKeyType::Aes128)
+                {
+                    let _ = ready_tx.send(Err(e.into()));
+                    return;
+                }
                 let outputs = signer::records::token_key_output(&session, master, &label);
                 let _ = ready_tx.send(Ok(outputs));
                 for job in rx {

@@ -114,9 +114,11 @@ fn kdf3_fixed(kdd: &[u8; 10], kk: u8) -> Vec<u8> {
     v
 }
 
-/// Derives the key with role byte `kk` in the token, by the scheme's mechanism.
+/// Derives the key with role byte `kk` in the token, by the scheme's mechanism: for `kdf3` the SP 800-108
+/// KDF with `kk` in its input (its derivation data is a CMAC input the token cannot encrypt), else the
+/// encryption of the scheme's derivation data. Also the card domain's receipt key (`kk` = `71`).
 #[allow(clippy::too_many_arguments)]
-fn derive_kk<'s, 'h>(
+pub(crate) fn derive_kk<'s, 'h>(
     session: &'s TokenSession<'h>,
     master: KeyHandle,
     scheme: Scheme,

@@ -8,7 +8,7 @@
 //! token as a session object and used there, as [`crate::gp::personalise`] does for the card domain.
 
 use crate::channel::{self, SecureChannel, StaticKeys};
-use crate::diversify::{dap_derivation_data, derive_card_keys, CardKeys, Purpose};
+use crate::diversify::{derive_card_keys, CardKeys, Purpose};
 use crate::error::Error;
 use crate::gp::DEFAULT_TRANSPORT_KEY;
 use crate::transport::Transport;
@@ -312,8 +312,8 @@ pub fn parse_key_information(data: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Derives, in the token, the DAP key the card with `kdd` verifies per-card DAPs with: the same key
-/// `signer package --dap aes --diversify SCHEME` signs with (scheme `aes`: an AES key of the master's
-/// length; `emv`/`visa2`: AES-128 from a 3DES master). The key is a sensitive session object, extractable
+/// `signer package --dap aes --diversify SCHEME` signs with (schemes `aes` and `kdf3`: an AES key of the
+/// master's length; `emv`/`visa2`: AES-128 from a 3DES master). The key is a sensitive session object, extractable
 /// only wrapped, so it can go into the SSD under the SSD's DEK.
 pub fn derive_sd_dap_key<'s, 'h>(
     token: &'s TokenSession<'h>,
@@ -322,12 +322,20 @@ pub fn derive_sd_dap_key<'s, 'h>(
     kdd: &[u8; 10],
 ) -> Result<DerivedKey<'s, 'h>, Error> {
     let out = match scheme {
-        Scheme::Aes => master.key_type().unwrap_or(SecretKeyType::Aes128),
+        Scheme::Aes | Scheme::Kdf3 => master.key_type().unwrap_or(SecretKeyType::Aes128),
         _ => SecretKeyType::Aes128,
     };
     crate::diversify::check_master(token, master, scheme, out)?;
-    let data = dap_derivation_data(scheme, kdd, out)?;
-    Ok(token.derive_by_encryption(master, &data, out, &[Usage::Encrypt], true)?)
+    crate::diversify::derive_kk(
+        token,
+        master,
+        scheme,
+        kdd,
+        crate::diversify::DAP_KK,
+        out,
+        &[Usage::Encrypt],
+        true,
+    )
 }
 
 /// Puts one AES key as key version `kvn`, key id [`SD_KEY_ID`], into the selected SSD: the key is wrapped in

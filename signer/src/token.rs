@@ -17,7 +17,7 @@
 //! no other card's. Receipts are checked in the issuer's token with the same derivation.
 
 use crate::channel::{self, SecureChannel, ISD_AID};
-use crate::diversify::{derive_one, role_derivation_data};
+use crate::diversify::{derive_kk, derive_one};
 use crate::error::Error;
 use crate::gp::open_domain_channel;
 use crate::package::Package;
@@ -537,8 +537,16 @@ pub fn derive_receipt_key<'s, 'h>(
     for_put: bool,
 ) -> Result<keyman::hsm::DerivedKey<'s, 'h>, Error> {
     crate::diversify::check_master(session, master, scheme, SecretKeyType::Aes128)?;
-    let data = role_derivation_data(scheme, kdd, RECEIPT_KVN, SecretKeyType::Aes128)?;
-    Ok(session.derive_by_encryption(master, &data, SecretKeyType::Aes128, usages, for_put)?)
+    derive_kk(
+        session,
+        master,
+        scheme,
+        kdd,
+        RECEIPT_KVN,
+        SecretKeyType::Aes128,
+        usages,
+        for_put,
+    )
 }
 
 /// Checks a receipt in the token: AES-CMAC under the card's receipt key over the confirmation data and
@@ -614,6 +622,14 @@ pub fn put_dm_keys(
 ) -> Result<DmKeysPut, Error> {
     let token_key = TokenKey::open(session, token_key_label)?;
     let record = token_key.record(session, token_key_label)?;
+    // The receipt key is derived after KVN 70 is put: a token that cannot derive it refuses here, before
+    // the card changes.
+    crate::diversify::check_master(
+        session,
+        receipt_master,
+        receipt_scheme,
+        SecretKeyType::Aes128,
+    )?;
     let (mut ch, kdd) = open_domain_channel(t, session, &ISD_AID, master, scheme)?;
     let dek = derive_one(
         session,
@@ -1002,7 +1018,7 @@ pub enum TokenCommand {
         /// The receipt master (same token); each card's receipt key is derived from it and its KDD.
         #[arg(long)]
         receipt_master: String,
-        /// Scheme of the receipt master: aes (AES master), emv or visa2 (3DES master).
+        /// Scheme of the receipt master: aes or kdf3 (AES master), emv or visa2 (3DES).
         #[arg(long, default_value = "aes")]
         receipt_scheme: Scheme,
         /// The token's PIN source and module.
@@ -1026,7 +1042,7 @@ pub struct DelegatedArgs {
     /// token, same PIN source): pkcs11:token=LABEL;object=KEY-LABEL.
     #[arg(long, requires = "tokens")]
     pub receipt_master: Option<String>,
-    /// Scheme of the receipt master: aes, emv or visa2.
+    /// Scheme of the receipt master: aes, kdf3, emv or visa2.
     #[arg(long, default_value = "aes")]
     pub receipt_scheme: Scheme,
 }

@@ -188,15 +188,6 @@ pub fn run(ceremony: &Ceremony, opts: RunOptions<'_>) -> Result<RunReport, Error
             Some((t, label))
         }
     };
-    let anchor_head = |tokens: &[Open<'_>], ledger: &Ledger| -> Result<(), Error> {
-        match &anchor {
-            Some((t, label)) => match tokens.get(*t) {
-                Some(o) => o.session.create_ledger_anchor(label, ledger.head_state()),
-                None => Ok(()),
-            },
-            None => Ok(()),
-        }
-    };
 
     let scripted = prompter.scripted()
         || ceremony
@@ -229,6 +220,28 @@ pub fn run(ceremony: &Ceremony, opts: RunOptions<'_>) -> Result<RunReport, Error
         }
     }
     ledger.append(start)?;
+    // The anchor is made before any step, holding the start: a token that cannot hold one (NSS softokn
+    // keeps no private token data objects) refuses before any key is made, and no ledger is left.
+    let start_head = ledger.head_state();
+    if let Some(o) = anchor.as_ref().and_then(|(t, _)| tokens.get(*t)) {
+        let label = anchor.as_ref().map_or("", |(_, l)| l.as_str());
+        if let Err(e) = o.session.create_ledger_anchor(label, start_head) {
+            drop(ledger);
+            let _ = std::fs::remove_file(ledger_path);
+            return Err(e);
+        }
+    }
+    let anchor_head = |tokens: &[Open<'_>], ledger: &Ledger| -> Result<(), Error> {
+        match &anchor {
+            Some((t, label)) => match tokens.get(*t) {
+                Some(o) => o
+                    .session
+                    .update_ledger_anchor(label, start_head, ledger.head_state()),
+                None => Ok(()),
+            },
+            None => Ok(()),
+        }
+    };
 
     let mut made: Vec<Made> = Vec::new();
     let mut keys = Vec::new();

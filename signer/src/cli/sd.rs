@@ -33,8 +33,8 @@ pub struct SdPutKeysArgs {
     /// The vendor's per-card DAP master: pkcs11:token=LABEL;object=KEY-LABEL.
     #[arg(long, requires = "diversify")]
     pub dap_master: Option<String>,
-    /// Scheme deriving the card's DAP key from the KDD the SSD reports: aes, emv or visa2 (as `package
-    /// --diversify`).
+    /// Scheme deriving the card's DAP key from the KDD the SSD reports: aes, kdf3, emv or visa2 (as
+    /// `package --diversify`).
     #[arg(long, requires = "dap_master")]
     pub diversify: Option<Scheme>,
     /// The load-file cipher key to put as KVN 74 (same token; extractable, leaves the token only wrapped).
@@ -44,7 +44,7 @@ pub struct SdPutKeysArgs {
     /// replace the SSD's transport key set as key set 01 (for `deploy --tokens` and `app personalise`).
     #[arg(long, value_name = "URI")]
     pub channel_master: Option<String>,
-    /// Key diversification scheme of --channel-master: emv, visa2 or aes (default aes).
+    /// Key diversification scheme of --channel-master: emv, visa2, aes or kdf3 (default aes).
     #[arg(long, value_name = "SCHEME", requires = "channel_master")]
     pub channel_scheme: Option<Scheme>,
     /// Replace KVN 73/74 when the SSD already holds them (otherwise refused before any key is sent).
