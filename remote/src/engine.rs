@@ -7,8 +7,14 @@
 //! card's cryptogram, marks the card `in_flight` (committed) and sends EXTERNAL AUTHENTICATE and the
 //! whole operation, every command wrapped in advance. A card whose outcome is unknown gets an audit (GET
 //! STATUS in a fresh channel) instead, and then only what it still lacks.
+//!
+//! Several engines (server instances) may share one database: a card is claimed with a lease before
+//! anything is sent to it ([`Db::claim`]), every change is fenced by that lease, and a card whose lease
+//! another live instance holds is told to call again later (`503`). A `done` card is marked as
+//! waiting for its ledger record until the record is written; an instance that died in between writes
+//! the missing records of its ledger when it starts again.
 
-use crate::db::{CardState, Db, Work};
+use crate::db::{CardState, Claim, Db, Work};
 use crate::error::Error;
 use crate::plan::{self, Held, Operation};
 use crate::prepared::PreparedChannel;
@@ -28,6 +34,37 @@ use std::time::{Duration, Instant};
 pub const SESSION_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most admin sessions held at once; more agents get `503` until some finish.
 pub const MAX_SESSIONS: usize = 10_000;
+/// How long a card claimed by an instance stays its own without a step of its session.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+fn start_heartbeat(db: &Db, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let target = db.target().clone();
+    let every = db.lease().unwrap_or(DEFAULT_LEASE) / 3;
+    let Ok(mut beat) = Db::connect(target) else {
+        tracing::error!("the heartbeat's database connection failed; this instance will look dead");
+        return;
+    };
+    beat.adopt_instance(db);
+    let spawned = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            let step = Duration::from_millis(100).min(every);
+            let mut since = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(step);
+                since += step;
+                if since >= every {
+                    since = Duration::ZERO;
+                    if let Err(e) = beat.heartbeat() {
+                        tracing::warn!("heartbeat: {e}");
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("starting the heartbeat thread: {e}");
+    }
+}
 
 /// What the server answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +132,34 @@ pub struct Engine {
     records: Mutex<Records>,
     sessions: Mutex<HashMap<String, Session>>,
     admin_path: String,
+    /// The ledger's name in the database (as registered), when deliveries are recorded.
+    ledger_id: Option<String>,
+    /// Set when the engine is dropped: stops the heartbeat thread.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A fresh id for a server instance: the host's name, the process id and random bits, so that a
+/// restarted instance never mistakes the leases of its previous life for its own.
+pub fn instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(32)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "server".into());
+    let salt = random::<4>().map(hex::encode).unwrap_or_default();
+    format!("{host}-{}-{salt}", std::process::id())
 }
 
 fn random<const N: usize>() -> Result<[u8; N], Error> {
@@ -126,15 +191,84 @@ fn to_apdus(script: &ResponseScript) -> Vec<ResponseApdu> {
 }
 
 impl Engine {
-    /// An engine over an open database, a started HSM thread and the ledger (if any).
-    pub fn new(db: Db, hsm: crate::hsm::HsmWorker, records: Records, admin_path: String) -> Engine {
-        Engine {
+    /// An engine over an open database, a started HSM thread and the ledger (if any). A database not
+    /// registered as an instance yet ([`Db::register_instance`]) is registered with a fresh id and the
+    /// default lease. The engine beats its heartbeat from a thread of its own, and first writes the
+    /// ledger records an earlier life of this instance (same ledger) committed but never wrote.
+    pub fn new(
+        mut db: Db,
+        hsm: crate::hsm::HsmWorker,
+        records: Records,
+        admin_path: String,
+    ) -> Engine {
+        if db.instance_id().is_none() {
+            if let Err(e) = db.register_instance(&instance_id(), None, DEFAULT_LEASE) {
+                tracing::error!("registering this instance: {e}");
+            }
+        }
+        let ledger_id = if records.is_open() {
+            db.instance_ledger().map(str::to_string)
+        } else {
+            None
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        start_heartbeat(&db, stop.clone());
+        let engine = Engine {
             db: Mutex::new(db),
             hsm,
             records: Mutex::new(records),
             sessions: Mutex::new(HashMap::new()),
             admin_path,
+            ledger_id,
+            stop,
+        };
+        if let Err(e) = engine.write_pending_records() {
+            tracing::error!("writing the ledger records left pending: {e}");
         }
+        engine
+    }
+
+    /// Writes the delivery records of cards done but whose record may be missing from this
+    /// instance's ledger (the instance died between the two): those already in the ledger are only
+    /// marked written.
+    fn write_pending_records(&self) -> Result<(), Error> {
+        let Some(ledger) = self.ledger_id.clone() else {
+            return Ok(());
+        };
+        let pending = lock(&self.db).pending_records(&ledger)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        for p in pending {
+            let Some(work) = lock(&self.db).work(p.campaign_id, &p.kdd)? else {
+                continue;
+            };
+            let needle = format!("KDD:{}", p.kdd);
+            let step = format!("campaign {}: load", work.card.campaign);
+            let present = text
+                .lines()
+                .any(|l| l.contains(&needle) && l.contains(&step));
+            if !present {
+                let kdd: [u8; 10] = hex::decode(&p.kdd)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        Error::Database(format!("cards.kdd '{}' is not 10 bytes", p.kdd))
+                    })?;
+                let pkg = Package::parse(&work.package)?;
+                let op = Operation::for_card(&pkg, &kdd, &work.settings)?;
+                let package_sha = hex::encode(Sha256::digest(&work.package));
+                let card = Card {
+                    work,
+                    op,
+                    package_sha,
+                };
+                self.record(&card, "installed; recorded after a restart")?;
+            }
+            lock(&self.db).recorded(p.campaign_id, &p.kdd)?;
+        }
+        Ok(())
     }
 
     /// The URI of session `id`.
@@ -275,7 +409,17 @@ impl Engine {
             .map_err(|e| Error::Card(format!("malformed INITIALIZE UPDATE response: {e}")))?;
         let kdd = iu.kdd;
         let kdd_hex = hex::encode_upper(kdd);
-        let work = lock(&self.db).work_for(&kdd)?;
+        let claim = lock(&self.db).claim(&kdd)?;
+        let work = match claim {
+            Claim::Work(w) => Some(w),
+            Claim::Busy { owner } => {
+                tracing::info!(agent = %req.from, card = %kdd_hex, %owner, "the card is leased to another instance");
+                return Err(Error::Usage(format!(
+                    "card {kdd_hex} is being served by another server instance; call again later"
+                )));
+            }
+            Claim::Nothing => None,
+        };
         let Some(work) = work else {
             let known = lock(&self.db).knows(&kdd)?;
             if known {
@@ -435,6 +579,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(card = %kdd, "responses cannot be trusted ({e}); the card stays in flight and is audited when it calls again");
+                self.release(&card);
                 return Ok((Reply::Done, Stage::Finished));
             }
         };
@@ -452,6 +597,7 @@ impl Engine {
         if responses.len() < names.len() {
             tracing::warn!(card = %kdd, ran = responses.len(), of = names.len(),
                 "the script stopped short; the card stays in flight and is audited when it calls again");
+            self.release(&card);
             return Ok((Reply::Done, Stage::Finished));
         }
         self.finish(&card, "installed")?;
@@ -496,10 +642,42 @@ impl Engine {
         ))
     }
 
-    fn finish(&self, card: &Card, how: &str) -> Result<(), Error> {
-        self.set(card, CardState::Done, None, false)?;
+    /// Gives the card's lease back (its session ended without a final state).
+    fn release(&self, card: &Card) {
         let row = &card.work.card;
+        if let Err(e) = lock(&self.db).release(row.campaign_id, &row.kdd) {
+            tracing::warn!(card = %row.kdd, "giving the lease back: {e}");
+        }
+    }
+
+    fn finish(&self, card: &Card, how: &str) -> Result<(), Error> {
+        let row = &card.work.card;
+        lock(&self.db).set_card_recording(
+            row.campaign_id,
+            &row.kdd,
+            CardState::Done,
+            None,
+            false,
+            self.ledger_id.as_deref(),
+        )?;
         tracing::info!(campaign = %row.campaign, card = %row.kdd, "done: {how}");
+        match self.record(card, how) {
+            Ok(()) if self.ledger_id.is_some() => {
+                if let Err(e) = lock(&self.db).recorded(row.campaign_id, &row.kdd) {
+                    tracing::warn!(card = %row.kdd, "noting the ledger record: {e}");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(card = %row.kdd, "the ledger entry could not be written: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the delivery record of a finished card to the ledger (if any).
+    fn record(&self, card: &Card, how: &str) -> Result<(), Error> {
+        let row = &card.work.card;
         let identity = format!("KDD:{}", row.kdd);
         let mut common = vec![records::package_output(&card.work.package)];
         common.extend(self.hsm.key_outputs.iter().cloned());
@@ -517,16 +695,14 @@ impl Engine {
             hex::encode_upper(&card.op.load_file_aid),
             card.package_sha
         );
-        if let Err(e) = lock(&self.records).record(
+        lock(&self.records).record(
             EntryKind::Delivery,
             "admin-server",
             &step,
             &[],
             &common,
             &daps,
-        ) {
-            tracing::error!(card = %row.kdd, "the ledger entry could not be written: {e}");
-        }
+        )?;
         Ok(())
     }
 }

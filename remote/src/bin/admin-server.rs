@@ -141,7 +141,13 @@ fn serve(path: &std::path::Path) -> Result<(), Error> {
     let checked = ServerConfig::read(path)?;
     let cfg = &checked.config;
     let tls = remote::tls::acceptor(&cfg.tls)?;
-    let db = Db::open(&cfg.database)?;
+    let mut db = Db::open(&cfg.database)?;
+    let ledger = cfg.ledger.as_ref().map(|l| l.display().to_string());
+    db.register_instance(
+        &remote::engine::instance_id(),
+        ledger.as_deref(),
+        cfg.lease(),
+    )?;
     let records = signer::records::Records::open(cfg.ledger.as_deref(), true)?;
     let hsm = remote::hsm::HsmWorker::start(
         &cfg.issuer_master,
