@@ -99,6 +99,7 @@ const MIGRATION_3: &str = "ALTER TABLE cards ADD COLUMN lease_owner TEXT;
     ALTER TABLE cards ADD COLUMN ledger_pending TEXT;
     CREATE TABLE instances (
         id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
         ledger TEXT,
         lease_ms BIGINT NOT NULL,
         started_at BIGINT NOT NULL,
@@ -561,6 +562,8 @@ pub enum Claim {
 pub struct Instance {
     /// Its id (unique per process start).
     pub id: String,
+    /// Its name (the same across restarts: host and listen address).
+    pub name: String,
     /// The ledger it appends deliveries to, if any.
     pub ledger: Option<String>,
     /// When it started, milliseconds since the epoch (database clock).
@@ -933,25 +936,34 @@ impl Db {
         })
     }
 
-    /// Registers this process as a server instance: `id` unique per start, `ledger` the ledger it
-    /// appends deliveries to, `lease` how long a card it claims stays its own without news from it
-    /// (and how stale its heartbeat may get before others call it dead).
+    /// Registers this process as a server instance: `id` unique per start; `name` the same across
+    /// restarts of one server (host and listen address); `ledger` the ledger it appends deliveries
+    /// to; `lease` how long a card it claims stays its own without news from it (and how stale its
+    /// heartbeat may get before others call it dead). Cards still leased to an earlier life of the
+    /// same `name` are given back at once: that process is gone (its successor holds its address).
     pub fn register_instance(
         &mut self,
         id: &str,
+        name: &str,
         ledger: Option<&str>,
         lease: Duration,
     ) -> Result<(), Error> {
         let lease_ms = millis(lease).max(1);
-        self.backend().run(|x| {
+        self.backend().tx(|x| {
             x.execute(
-                "INSERT INTO instances (id, ledger, lease_ms, started_at, heartbeat_at)
-                 VALUES ($1, $2, $3, {now}, {now})",
+                "INSERT INTO instances (id, name, ledger, lease_ms, started_at, heartbeat_at)
+                 VALUES ($1, $2, $3, $4, {now}, {now})",
                 &[
                     V::T(id.into()),
+                    V::T(name.into()),
                     V::N(ledger.map(str::to_string)),
                     V::I(lease_ms),
                 ],
+            )?;
+            x.execute(
+                "UPDATE cards SET lease_owner = NULL, lease_until = 0
+                 WHERE lease_owner IN (SELECT id FROM instances WHERE name = $1 AND id <> $2)",
+                &[V::T(name.into()), V::T(id.into())],
             )
         })?;
         self.instance = Some((id.to_string(), lease_ms, ledger.map(str::to_string)));
@@ -996,11 +1008,11 @@ impl Db {
     pub fn instances(&self) -> Result<Vec<Instance>, Error> {
         let rows = self.backend().run(|x| {
             x.query(
-                "SELECT id, ledger, started_at, heartbeat_at,
+                "SELECT id, name, ledger, started_at, heartbeat_at,
                    CAST(CASE WHEN heartbeat_at + lease_ms > {now} THEN 1 ELSE 0 END AS BIGINT)
                  FROM instances ORDER BY started_at DESC, id",
                 &[],
-                &[Ty::T, Ty::N, Ty::I, Ty::I, Ty::I],
+                &[Ty::T, Ty::T, Ty::N, Ty::I, Ty::I, Ty::I],
             )
         })?;
         Ok(rows
@@ -1010,6 +1022,7 @@ impl Db {
                 let mut next = || it.next().unwrap_or(V::N(None));
                 Instance {
                     id: next().text(),
+                    name: next().text(),
                     ledger: next().opt(),
                     started_at_ms: next().int(),
                     heartbeat_at_ms: next().int(),
@@ -1223,7 +1236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let mut db = Db::open(&path).unwrap();
-        db.register_instance("one", None, Duration::from_secs(60))
+        db.register_instance("one", "n1", None, Duration::from_secs(60))
             .unwrap();
         let kdd = [1u8; 10];
         let settings = crate::plan::InstallSettings {
@@ -1250,7 +1263,7 @@ mod tests {
         // Reopened (migrations are not re-applied) by the same instance: an in-flight card is still
         // worked on when paused.
         let mut db = Db::open(&path).unwrap();
-        db.register_instance("two", None, Duration::from_secs(60))
+        db.register_instance("two", "n2", None, Duration::from_secs(60))
             .unwrap();
         assert!(
             matches!(db.claim(&kdd).unwrap(), Claim::Busy { ref owner } if owner == "one"),
@@ -1285,10 +1298,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.db");
         let mut a = Db::open(&path).unwrap();
-        a.register_instance("a", None, Duration::from_millis(200))
+        a.register_instance("a", "na", None, Duration::from_millis(200))
             .unwrap();
         let mut b = Db::open(&path).unwrap();
-        b.register_instance("b", Some("/l.jsonl"), Duration::from_secs(60))
+        b.register_instance("b", "nb", Some("/l.jsonl"), Duration::from_secs(60))
             .unwrap();
         let kdd = [2u8; 10];
         a.add_campaign(
@@ -1367,7 +1380,7 @@ mod tests {
         .unwrap();
         drop(c);
         let mut db = Db::open(&path).unwrap();
-        db.register_instance("i", None, Duration::from_secs(5))
+        db.register_instance("i", "ni", None, Duration::from_secs(5))
             .unwrap();
         let w = claimed(&db, &[1u8; 10]);
         assert_eq!(w.settings, crate::plan::InstallSettings::default());

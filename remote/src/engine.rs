@@ -144,22 +144,30 @@ impl Drop for Engine {
     }
 }
 
-/// A fresh id for a server instance: the host's name, the process id and random bits, so that a
-/// restarted instance never mistakes the leases of its previous life for its own.
-pub fn instance_id() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| {
             h.trim()
                 .chars()
-                .filter(char::is_ascii_alphanumeric)
-                .take(32)
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(64)
                 .collect::<String>()
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "server".into());
+        .unwrap_or_else(|| "server".into())
+}
+
+/// A fresh id for a server instance: the host's name, the process id and random bits, so that a
+/// restarted instance never mistakes the leases of its previous life for its own.
+pub fn instance_id() -> String {
     let salt = random::<4>().map(hex::encode).unwrap_or_default();
-    format!("{host}-{}-{salt}", std::process::id())
+    format!("{}-{}-{salt}", host_name(), std::process::id())
+}
+
+/// The name of a server instance, the same across its restarts: host and listen address.
+pub fn instance_name(listen: std::net::SocketAddr) -> String {
+    format!("{}/{listen}", host_name())
 }
 
 fn random<const N: usize>() -> Result<[u8; N], Error> {
@@ -202,7 +210,8 @@ impl Engine {
         admin_path: String,
     ) -> Engine {
         if db.instance_id().is_none() {
-            if let Err(e) = db.register_instance(&instance_id(), None, DEFAULT_LEASE) {
+            let id = instance_id();
+            if let Err(e) = db.register_instance(&id, &id, None, DEFAULT_LEASE) {
                 tracing::error!("registering this instance: {e}");
             }
         }

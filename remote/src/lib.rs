@@ -19,6 +19,7 @@ pub mod plan;
 pub mod prepared;
 pub mod protocol;
 pub mod server;
+pub mod swarm;
 pub mod tls;
 
 pub use error::Error;

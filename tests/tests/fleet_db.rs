@@ -18,7 +18,7 @@ fn kdd(i: usize) -> [u8; 10] {
 
 fn open(pg: &PgCluster, id: &str, lease: Duration) -> Db {
     let mut db = Db::open(Path::new(&pg.url())).unwrap();
-    db.register_instance(id, None, lease).unwrap();
+    db.register_instance(id, id, None, lease).unwrap();
     db
 }
 

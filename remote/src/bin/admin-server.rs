@@ -145,6 +145,7 @@ fn serve(path: &std::path::Path) -> Result<(), Error> {
     let ledger = cfg.ledger.as_ref().map(|l| l.display().to_string());
     db.register_instance(
         &remote::engine::instance_id(),
+        &remote::engine::instance_name(checked.listen),
         ledger.as_deref(),
         cfg.lease(),
     )?;
