@@ -714,6 +714,19 @@ impl Db {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The database's size on disk in bytes (SQLite: pages in use, without the WAL; PostgreSQL:
+    /// `pg_database_size`), for capacity planning.
+    pub fn size_bytes(&self) -> Result<u64, Error> {
+        let sql = match self.dialect() {
+            Dialect::Sqlite => {
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+            }
+            Dialect::Postgres => "SELECT pg_database_size(current_database())",
+        };
+        let rows = self.backend().run(|x| x.query(sql, &[], &[Ty::I]))?;
+        Ok(u64::try_from(rows.first().and_then(|r| r.first()).map_or(0, V::int)).unwrap_or(0))
+    }
+
     /// The schema version (the number of migrations applied).
     pub fn schema_version(&self) -> Result<i64, Error> {
         match &mut *self.backend() {

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Personalised cards, and fab-fresh cards (transport keys only) in the same campaign.
-const PERSONALISED: usize = 36;
-const FRESH: usize = 2;
+const PERSONALISED: usize = 46;
+const FRESH: usize = 4;
 
 fn kdd(i: usize) -> String {
     format!("F1EE7000000000{i:06X}")
@@ -129,7 +129,7 @@ fn two_instances_on_postgres_lose_nothing_through_cuts_power_loss_a_crash_and_a_
         seed,
         drop_rate: 0.12,
         power_cut_rate: 0.3,
-        apdu_latency: Duration::from_millis(2),
+        apdu_latency: Duration::from_millis(5),
         attempts: 40,
         call_again: Duration::from_millis(250),
     };
@@ -138,15 +138,24 @@ fn two_instances_on_postgres_lose_nothing_through_cuts_power_loss_a_crash_and_a_
     // Instance A dies mid-run (no clean shutdown) and comes back on the same address.
     let total = u64::try_from(PERSONALISED + FRESH).unwrap();
     wait_for(&url, total / 4, Duration::from_secs(120));
+    let at_kill = done_count(&url);
     server_a.kill();
     std::thread::sleep(Duration::from_millis(700));
     let mut server_a = ServerProc::start(&w.hsm, &config_a);
     // The database restarts under both instances.
     wait_for(&url, total / 2, Duration::from_secs(120));
+    let at_db_restart = done_count(&url);
     pg.restart();
 
     let report = running.join().unwrap();
     println!("{}", report.to_text());
+    println!(
+        "cards finished when A was killed: {at_kill}, when the database restarted: {at_db_restart}"
+    );
+    assert!(
+        at_kill < total && at_db_restart < total,
+        "the crash and the database restart happened mid-run"
+    );
     assert_eq!(report.gave_up, 0, "{:?}", report.errors);
     assert_eq!(report.completed, PERSONALISED + FRESH);
     assert!(
