@@ -714,7 +714,8 @@ impl Db {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The database's size on disk in bytes (SQLite: pages in use, without the WAL; PostgreSQL:
+    /// The database's size on disk in bytes (SQLite: the file's pages after a passive checkpoint of
+    /// the write-ahead log; PostgreSQL:
     /// `pg_database_size`), for capacity planning.
     pub fn size_bytes(&self) -> Result<u64, Error> {
         let sql = match self.dialect() {
@@ -723,7 +724,12 @@ impl Db {
             }
             Dialect::Postgres => "SELECT pg_database_size(current_database())",
         };
-        let rows = self.backend().run(|x| x.query(sql, &[], &[Ty::I]))?;
+        let mut backend = self.backend();
+        if let Backend::Sqlite(c) = &mut *backend {
+            // Pages still in the write-ahead log count once they are in the file.
+            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        }
+        let rows = backend.run(|x| x.query(sql, &[], &[Ty::I]))?;
         Ok(u64::try_from(rows.first().and_then(|r| r.first()).map_or(0, V::int)).unwrap_or(0))
     }
 
