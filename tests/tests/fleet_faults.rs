@@ -164,6 +164,24 @@ fn two_instances_on_postgres_lose_nothing_through_cuts_power_loss_a_crash_and_a_
     );
     server_a.kill();
 
+    // Every card calls again, through the command-line swarm: each is identified, nothing more is
+    // sent, and nothing changes.
+    let again = ok(w.hsm.tool("admin-agent").args([
+        "swarm",
+        "--server",
+        &format!("http://127.0.0.1:{port_b}/admin"),
+        "--images",
+        &images_dir.display().to_string(),
+        "--concurrency",
+        "4",
+        "--json",
+    ]));
+    let again: serde_json::Value = serde_json::from_str(again.trim()).unwrap();
+    assert_eq!(again["cards"], PERSONALISED + FRESH, "{again}");
+    assert_eq!(again["completed"], PERSONALISED + FRESH, "{again}");
+    assert_eq!(again["installs"], 0, "{again}");
+    assert_eq!(again["gave_up"], 0, "{again}");
+
     // The database agrees with every card.
     let db = Db::open(Path::new(&url)).unwrap();
     let rows = db.cards("fleet").unwrap();
