@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub const SESSION_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most admin sessions held at once; more agents get `503` until some finish.
 pub const MAX_SESSIONS: usize = 10_000;
+/// How often pending ledger records are caught up while serving.
+pub const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 /// How long a card claimed by an instance stays its own without a step of its session.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -134,6 +136,14 @@ pub struct Engine {
     admin_path: String,
     /// The ledger's name in the database (as registered), when deliveries are recorded.
     ledger_id: Option<String>,
+    /// Cards between "done" and their ledger record in this process: left to `finish`, never to the
+    /// catch-up of pending records.
+    finishing: Mutex<std::collections::HashSet<(i64, String)>>,
+    /// When pending ledger records were last caught up.
+    caught_up: Mutex<Instant>,
+    /// Held while a delivery record is written or pending records are caught up, so that the two
+    /// never write the same record.
+    ledger_turn: Mutex<()>,
     /// Set when the engine is dropped: stops the heartbeat thread.
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -229,6 +239,9 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             admin_path,
             ledger_id,
+            finishing: Mutex::new(std::collections::HashSet::new()),
+            caught_up: Mutex::new(Instant::now()),
+            ledger_turn: Mutex::new(()),
             stop,
         };
         if let Err(e) = engine.write_pending_records() {
@@ -244,12 +257,16 @@ impl Engine {
         let Some(ledger) = self.ledger_id.clone() else {
             return Ok(());
         };
+        let _ledger = lock(&self.ledger_turn);
         let pending = lock(&self.db).pending_records(&ledger)?;
         if pending.is_empty() {
             return Ok(());
         }
         let text = std::fs::read_to_string(&ledger).unwrap_or_default();
         for p in pending {
+            if lock(&self.finishing).contains(&(p.campaign_id, p.kdd.clone())) {
+                continue;
+            }
             let Some(work) = lock(&self.db).work(p.campaign_id, &p.kdd)? else {
                 continue;
             };
@@ -337,6 +354,21 @@ impl Engine {
     }
 
     fn open(&self, from: &str) -> Result<Reply, Error> {
+        // A record whose database note was lost (the database went away between the two) is caught
+        // up now and then, not only when the instance starts.
+        let due = {
+            let mut last = lock(&self.caught_up);
+            let due = last.elapsed() >= CATCH_UP_EVERY;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            if let Err(e) = self.write_pending_records() {
+                tracing::warn!("catching up pending ledger records: {e}");
+            }
+        }
         let id = hex::encode(random::<16>()?);
         let host_challenge = random::<8>()?;
         let body = encode(&plan::identify(&host_challenge))?;
@@ -661,6 +693,15 @@ impl Engine {
 
     fn finish(&self, card: &Card, how: &str) -> Result<(), Error> {
         let row = &card.work.card;
+        let key = (row.campaign_id, row.kdd.clone());
+        lock(&self.finishing).insert(key.clone());
+        let result = self.finish_recorded(card, how);
+        lock(&self.finishing).remove(&key);
+        result
+    }
+
+    fn finish_recorded(&self, card: &Card, how: &str) -> Result<(), Error> {
+        let row = &card.work.card;
         lock(&self.db).set_card_recording(
             row.campaign_id,
             &row.kdd,
@@ -670,6 +711,7 @@ impl Engine {
             self.ledger_id.as_deref(),
         )?;
         tracing::info!(campaign = %row.campaign, card = %row.kdd, "done: {how}");
+        let _ledger = lock(&self.ledger_turn);
         match self.record(card, how) {
             Ok(()) if self.ledger_id.is_some() => {
                 if let Err(e) = lock(&self.db).recorded(row.campaign_id, &row.kdd) {

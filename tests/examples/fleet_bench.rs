@@ -57,6 +57,16 @@ impl Server {
     }
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc (clock ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name in parentheses: state is field 3; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -118,6 +128,8 @@ fn copy_images(from: &Path, to: &Path) -> Vec<PathBuf> {
 
 struct Run {
     label: String,
+    /// CPU seconds of the server instances and of the swarm (this process) during the run.
+    cpu: (f64, f64),
     report: remote::swarm::SwarmReport,
     rss_kib: Vec<u64>,
     db_bytes: u64,
@@ -235,10 +247,20 @@ fn main() {
         let a = Server::start(&hsm, &ca);
         let b = Server::start(&hsm, &cb);
         let images = copy_images(&pristine, &dir.join("run-pg"));
+        let before = (
+            cpu_seconds(&a.child.id().to_string()) + cpu_seconds(&b.child.id().to_string()),
+            cpu_seconds("self"),
+        );
         let report = swarm(&[pa, pb], images, concurrency);
+        let cpu = (
+            cpu_seconds(&a.child.id().to_string()) + cpu_seconds(&b.child.id().to_string())
+                - before.0,
+            cpu_seconds("self") - before.1,
+        );
         let db = remote::db::Db::open(Path::new(&pg.url())).expect("db");
         runs.push(Run {
             label: "2 instances, PostgreSQL".into(),
+            cpu,
             report,
             rss_kib: vec![a.peak_rss_kib(), b.peak_rss_kib()],
             db_bytes: db.size_bytes().expect("size").saturating_sub(base),
@@ -261,10 +283,16 @@ fn main() {
             .arg(&csv));
         let s = Server::start(&hsm, &c);
         let images = copy_images(&pristine, &dir.join("run-sqlite"));
+        let before = (cpu_seconds(&s.child.id().to_string()), cpu_seconds("self"));
         let report = swarm(&[p], images, concurrency);
+        let cpu = (
+            cpu_seconds(&s.child.id().to_string()) - before.0,
+            cpu_seconds("self") - before.1,
+        );
         let db = remote::db::Db::open(&db_path).expect("db");
         runs.push(Run {
             label: "1 instance, SQLite".into(),
+            cpu,
             report,
             rss_kib: vec![s.peak_rss_kib()],
             db_bytes: db.size_bytes().expect("size").saturating_sub(base),
@@ -285,8 +313,8 @@ fn main() {
          per second this token allows. PostgreSQL runs with its durable defaults (fsync on); SQLite with \
          WAL and `synchronous=FULL`. DB bytes per card is the growth of the database over the run.\n\n"
     ));
-    md.push_str("| set-up | installs/s | HSM floor/s | session p50 ms | p99 ms | peak RSS per instance | DB bytes/card | cards given up |\n");
-    md.push_str("|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| set-up | installs/s | HSM floor/s | session p50 ms | p99 ms | peak RSS per instance | DB bytes/card | CPU s: servers / swarm | cards given up |\n");
+    md.push_str("|---|---|---|---|---|---|---|---|---|\n");
     for r in &runs {
         let rss: Vec<String> = r
             .rss_kib
@@ -294,7 +322,7 @@ fn main() {
             .map(|k| format!("{:.1} MiB", *k as f64 / 1024.0))
             .collect();
         md.push_str(&format!(
-            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} | {} |\n",
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {} | {:.0} | {:.1} / {:.1} | {} |\n",
             r.label,
             r.report.per_second,
             floor,
@@ -302,6 +330,8 @@ fn main() {
             r.report.p99_ms,
             rss.join(", "),
             r.db_bytes as f64 / cards as f64,
+            r.cpu.0,
+            r.cpu.1,
             r.report.gave_up
         ));
         eprintln!("{}: {}", r.label, r.report.to_json());
