@@ -585,7 +585,10 @@ pub struct PendingRecord {
 
 /// An open database.
 pub struct Db {
-    backend: Mutex<Backend>,
+    /// The connections: one for commands, more for a server (each request takes a free one).
+    first: Mutex<Backend>,
+    more: Vec<Mutex<Backend>>,
+    next: std::sync::atomic::AtomicUsize,
     target: DbTarget,
     /// This instance's id, lease length (ms) and ledger, once registered.
     instance: Option<(String, i64, Option<String>)>,
@@ -669,7 +672,30 @@ impl Db {
 
     /// Opens the database `target` and applies pending migrations.
     pub fn connect(target: DbTarget) -> Result<Db, Error> {
-        let backend = match &target {
+        let backend = Db::backend_for(&target)?;
+        let db = Db {
+            first: Mutex::new(backend),
+            more: Vec::new(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+            target,
+            instance: None,
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    /// Grows the pool to `n` connections, so that up to `n` requests use the database at once (a
+    /// server's commits then overlap, and PostgreSQL groups their flushes).
+    pub fn grow_pool(&mut self, n: usize) -> Result<(), Error> {
+        while self.more.len() + 1 < n {
+            let b = Db::backend_for(&self.target)?;
+            self.more.push(Mutex::new(b));
+        }
+        Ok(())
+    }
+
+    fn backend_for(target: &DbTarget) -> Result<Backend, Error> {
+        Ok(match target {
             DbTarget::Sqlite(path) => {
                 let conn = rusqlite::Connection::open(path)
                     .map_err(|e| Error::Database(format!("{}: {e}", path.display())))?;
@@ -685,14 +711,7 @@ impl Db {
                     Error::Database(format!("{}: {e}", target.describe()))
                 })?)),
             },
-        };
-        let db = Db {
-            backend: Mutex::new(backend),
-            target,
-            instance: None,
-        };
-        db.migrate()?;
-        Ok(db)
+        })
     }
 
     /// Where this database is.
@@ -708,8 +727,25 @@ impl Db {
         }
     }
 
+    fn slot(&self, i: usize) -> &Mutex<Backend> {
+        match i.checked_sub(1) {
+            Some(k) => self.more.get(k).unwrap_or(&self.first),
+            None => &self.first,
+        }
+    }
+
+    /// A free connection of the pool, or (all busy) the next one when it is free.
     fn backend(&self) -> std::sync::MutexGuard<'_, Backend> {
-        self.backend
+        let n = self.more.len() + 1;
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for k in 0..n {
+            match self.slot((start + k) % n).try_lock() {
+                Ok(g) => return g,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        self.slot(start % n)
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -1135,7 +1171,7 @@ impl Db {
     /// notes that the delivery record is still to be written); any other renews it. Fails, changing
     /// nothing, when this instance no longer holds the lease.
     pub fn set_card(
-        &mut self,
+        &self,
         campaign_id: i64,
         kdd: &str,
         state: CardState,

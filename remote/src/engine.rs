@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub const SESSION_TTL: Duration = Duration::from_secs(15 * 60);
 /// Most admin sessions held at once; more agents get `503` until some finish.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Database connections an engine uses at once (requests beyond wait for a free one).
+pub const DB_CONNECTIONS: usize = 8;
 /// How often pending ledger records are caught up while serving.
 pub const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
 /// How long a card claimed by an instance stays its own without a step of its session.
@@ -129,7 +131,7 @@ struct Session {
 
 /// The server's state: database, HSM, ledger and the admin sessions in progress.
 pub struct Engine {
-    db: Mutex<Db>,
+    db: Db,
     hsm: crate::hsm::HsmWorker,
     records: Mutex<Records>,
     sessions: Mutex<HashMap<String, Session>>,
@@ -225,6 +227,9 @@ impl Engine {
                 tracing::error!("registering this instance: {e}");
             }
         }
+        if let Err(e) = db.grow_pool(DB_CONNECTIONS) {
+            tracing::error!("opening more database connections: {e}");
+        }
         let ledger_id = if records.is_open() {
             db.instance_ledger().map(str::to_string)
         } else {
@@ -233,7 +238,7 @@ impl Engine {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         start_heartbeat(&db, stop.clone());
         let engine = Engine {
-            db: Mutex::new(db),
+            db,
             hsm,
             records: Mutex::new(records),
             sessions: Mutex::new(HashMap::new()),
@@ -258,7 +263,7 @@ impl Engine {
             return Ok(());
         };
         let _ledger = lock(&self.ledger_turn);
-        let pending = lock(&self.db).pending_records(&ledger)?;
+        let pending = self.db.pending_records(&ledger)?;
         if pending.is_empty() {
             return Ok(());
         }
@@ -267,7 +272,7 @@ impl Engine {
             if lock(&self.finishing).contains(&(p.campaign_id, p.kdd.clone())) {
                 continue;
             }
-            let Some(work) = lock(&self.db).work(p.campaign_id, &p.kdd)? else {
+            let Some(work) = self.db.work(p.campaign_id, &p.kdd)? else {
                 continue;
             };
             let needle = format!("KDD:{}", p.kdd);
@@ -292,7 +297,7 @@ impl Engine {
                 };
                 self.record(&card, "installed; recorded after a restart")?;
             }
-            lock(&self.db).recorded(p.campaign_id, &p.kdd)?;
+            self.db.recorded(p.campaign_id, &p.kdd)?;
         }
         Ok(())
     }
@@ -450,7 +455,7 @@ impl Engine {
             .map_err(|e| Error::Card(format!("malformed INITIALIZE UPDATE response: {e}")))?;
         let kdd = iu.kdd;
         let kdd_hex = hex::encode_upper(kdd);
-        let claim = lock(&self.db).claim(&kdd)?;
+        let claim = self.db.claim(&kdd)?;
         let work = match claim {
             Claim::Work(w) => Some(w),
             Claim::Busy { owner } => {
@@ -462,7 +467,7 @@ impl Engine {
             Claim::Nothing => None,
         };
         let Some(work) = work else {
-            let known = lock(&self.db).knows(&kdd)?;
+            let known = self.db.knows(&kdd)?;
             if known {
                 tracing::info!(agent = %req.from, card = %kdd_hex, "nothing to do for this card");
             } else {
@@ -473,7 +478,7 @@ impl Engine {
         let row = &work.card;
         let fail = |reason: String| -> Result<(Reply, Stage), Error> {
             tracing::warn!(campaign = %row.campaign, card = %kdd_hex, "failed: {reason}");
-            lock(&self.db).set_card(
+            self.db.set_card(
                 row.campaign_id,
                 &row.kdd,
                 CardState::Failed,
@@ -537,13 +542,8 @@ impl Engine {
                 let body = encode(&[vec![ea], wrapped].concat())?;
                 // Committed before the script leaves: from here the outcome is unknown until the card answers.
                 let row = &card.work.card;
-                lock(&self.db).set_card(
-                    row.campaign_id,
-                    &row.kdd,
-                    CardState::InFlight,
-                    None,
-                    true,
-                )?;
+                self.db
+                    .set_card(row.campaign_id, &row.kdd, CardState::InFlight, None, true)?;
                 tracing::info!(agent = %req.from, campaign = %campaign, card = %kdd_hex, level = %level,
                     commands = names.len() + 1, "sending the operation");
                 Ok((
@@ -600,7 +600,8 @@ impl Engine {
         attempt: bool,
     ) -> Result<(), Error> {
         let row = &card.work.card;
-        lock(&self.db).set_card(row.campaign_id, &row.kdd, state, reason, attempt)
+        self.db
+            .set_card(row.campaign_id, &row.kdd, state, reason, attempt)
     }
 
     fn operated(
@@ -686,7 +687,7 @@ impl Engine {
     /// Gives the card's lease back (its session ended without a final state).
     fn release(&self, card: &Card) {
         let row = &card.work.card;
-        if let Err(e) = lock(&self.db).release(row.campaign_id, &row.kdd) {
+        if let Err(e) = self.db.release(row.campaign_id, &row.kdd) {
             tracing::warn!(card = %row.kdd, "giving the lease back: {e}");
         }
     }
@@ -702,7 +703,7 @@ impl Engine {
 
     fn finish_recorded(&self, card: &Card, how: &str) -> Result<(), Error> {
         let row = &card.work.card;
-        lock(&self.db).set_card_recording(
+        self.db.set_card_recording(
             row.campaign_id,
             &row.kdd,
             CardState::Done,
@@ -714,7 +715,7 @@ impl Engine {
         let _ledger = lock(&self.ledger_turn);
         match self.record(card, how) {
             Ok(()) if self.ledger_id.is_some() => {
-                if let Err(e) = lock(&self.db).recorded(row.campaign_id, &row.kdd) {
+                if let Err(e) = self.db.recorded(row.campaign_id, &row.kdd) {
                     tracing::warn!(card = %row.kdd, "noting the ledger record: {e}");
                 }
             }

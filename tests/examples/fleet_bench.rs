@@ -4,7 +4,7 @@
 //! and p99, the servers' peak RSS, database size per card. Not part of the test suite:
 //!
 //! ```text
-//! cargo build --release --workspace --bins
+//! cargo build --release --workspace --bins --examples
 //! cargo run --release -p postissue-tests --example fleet_bench -- CARDS CONCURRENCY
 //! ```
 
