@@ -685,8 +685,12 @@ impl Db {
     }
 
     /// Grows the pool to `n` connections, so that up to `n` requests use the database at once (a
-    /// server's commits then overlap, and PostgreSQL groups their flushes).
+    /// server's commits then overlap, and PostgreSQL groups their flushes). SQLite keeps its one
+    /// connection: it has one writer anyway, and connections waiting for its lock only sleep.
     pub fn grow_pool(&mut self, n: usize) -> Result<(), Error> {
+        if self.dialect() == Dialect::Sqlite {
+            return Ok(());
+        }
         while self.more.len() + 1 < n {
             let b = Db::backend_for(&self.target)?;
             self.more.push(Mutex::new(b));

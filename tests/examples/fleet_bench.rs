@@ -299,9 +299,11 @@ fn main() {
         });
     }
 
+    let begin = format!("<!-- fleet-bench {cards}x{concurrency}:begin -->");
+    let end = format!("<!-- fleet-bench {cards}x{concurrency}:end -->");
     let mut md = String::new();
     md.push_str(&format!(
-        "{BEGIN}\n## Remote delivery at fleet scale ({cards} cards, {concurrency} at a time)\n\n\
+        "{begin}\n## Remote delivery at fleet scale ({cards} cards, {concurrency} at a time)\n\n\
          Measured by `cargo run --release -p postissue-tests --example fleet_bench -- {cards} {concurrency}` \
          (tests/examples/fleet_bench.rs), which replaces this section. Every card is a simulated card \
          (personalised, its own image file) with its own agent and HTTP connection on loopback, plain HTTP, \
@@ -336,19 +338,16 @@ fn main() {
         ));
         eprintln!("{}: {}", r.label, r.report.to_json());
     }
-    md.push_str(END);
+    md.push_str(&end);
     md.push('\n');
     println!("{md}");
     let path = root().join("docs/PERFORMANCE.md");
     let text = std::fs::read_to_string(&path).unwrap_or_default();
-    let new = match (text.find(BEGIN), text.find(END)) {
+    let new = match (text.find(&begin), text.find(&end)) {
         (Some(b), Some(e)) if b < e => {
-            format!("{}{}{}", &text[..b], md.trim_end(), &text[e + END.len()..])
+            format!("{}{}{}", &text[..b], md.trim_end(), &text[e + end.len()..])
         }
         _ => format!("{}\n{}", text.trim_end(), md),
     };
     std::fs::write(&path, new).expect("docs/PERFORMANCE.md");
 }
-
-const BEGIN: &str = "<!-- fleet-bench:begin -->";
-const END: &str = "<!-- fleet-bench:end -->";

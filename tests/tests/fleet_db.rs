@@ -106,7 +106,7 @@ fn postgres_claims_leases_fencing_and_a_database_restart() {
         true,
     )
     .unwrap();
-    let mut b = open(&pg, "b", Duration::from_secs(60));
+    let b = open(&pg, "b", Duration::from_secs(60));
     assert!(matches!(b.claim(&kdd(900)).unwrap(), Claim::Busy { ref owner } if owner == "a"));
     std::thread::sleep(Duration::from_millis(600));
     let Claim::Work(w) = b.claim(&kdd(900)).unwrap() else {
