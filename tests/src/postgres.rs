@@ -188,6 +188,44 @@ impl PgCluster {
         )
     }
 
+    /// Creates another database `name` in the cluster and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        self.run(
+            "createdb",
+            &[
+                "-h",
+                &self.dir.path().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                ACCOUNT,
+                name,
+            ],
+        );
+        format!("postgres://{ACCOUNT}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs `sql` with `psql` in the database `name` (stops at the first error).
+    pub fn psql(&self, name: &str, sql: &str) {
+        self.run(
+            "psql",
+            &[
+                "-h",
+                &self.dir.path().display().to_string(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                ACCOUNT,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                name,
+                "-c",
+                sql,
+            ],
+        );
+    }
+
     /// Stops the server (fast shutdown: open connections are cut) and starts it again.
     pub fn restart(&self) {
         self.pg_ctl(&["-m", "fast", "restart"]);

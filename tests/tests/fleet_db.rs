@@ -152,3 +152,36 @@ fn postgres_claims_leases_fencing_and_a_database_restart() {
     assert_eq!(b.cards("second").unwrap()[0].state, CardState::Done);
     assert_eq!(b.cards("fleet").unwrap().len(), N);
 }
+
+#[test]
+fn a_version_2_postgres_database_is_migrated_and_keeps_its_campaigns() {
+    let pg = PgCluster::start("fleet", false);
+    let url = pg.create_database("old");
+    // The schema an older server left: migrations 1 and 2, its version recorded, one campaign.
+    pg.psql(
+        "old",
+        &format!(
+            "BEGIN; {} {} CREATE TABLE schema_version (version BIGINT NOT NULL);
+             INSERT INTO schema_version VALUES (2);
+             INSERT INTO campaigns (name, state, package, package_sha256) VALUES ('old', 'active', '\\x00', '00');
+             INSERT INTO cards (campaign_id, identity, kdd, state) SELECT id, 'a', '01010101010101010101', 'pending' FROM campaigns;
+             COMMIT;",
+            MIGRATIONS[0].postgres, MIGRATIONS[1].postgres
+        ),
+    );
+    let mut db = Db::open(Path::new(&url)).unwrap();
+    assert_eq!(
+        db.schema_version().unwrap(),
+        i64::try_from(MIGRATIONS.len()).unwrap()
+    );
+    db.register_instance("i", "i", None, Duration::from_secs(5))
+        .unwrap();
+    let Claim::Work(w) = db.claim(&[1u8; 10]).unwrap() else {
+        panic!("the old campaign's card has work")
+    };
+    assert_eq!(w.card.campaign, "old");
+    assert_eq!(w.settings, InstallSettings::default());
+    // A schema newer than this server is refused.
+    pg.psql("old", "UPDATE schema_version SET version = 99");
+    assert!(Db::open(Path::new(&url)).is_err());
+}
