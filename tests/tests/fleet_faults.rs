@@ -220,6 +220,18 @@ fn two_instances_on_postgres_lose_nothing_through_cuts_power_loss_a_crash_and_a_
                 "card {i}: {reason}"
             );
             assert_eq!(records, 0, "no delivery record for failed card {i}");
+            // What the card itself holds: no load file, and no EXTERNAL AUTHENTICATE ever failed on it
+            // (the server never sent one to keys it could not match).
+            let info = ok(w.hsm.tool("card-sim").args([
+                "info",
+                "--image",
+                &images[i].display().to_string(),
+            ]));
+            assert!(
+                info.contains("failed authentications 0/"),
+                "card {i}: {info}"
+            );
+            assert!(!info.contains(&load_file), "card {i}: {info}");
         }
     }
     for l in &ledgers {
