@@ -32,8 +32,29 @@ use std::time::{Duration, Instant};
 
 /// How long an admin session waits for the agent's next request.
 pub const SESSION_TTL: Duration = Duration::from_secs(15 * 60);
-/// Most admin sessions held at once; more agents get `503` until some finish.
+/// Most admin sessions in progress at once; more agents get `503` until some finish.
 pub const MAX_SESSIONS: usize = 10_000;
+/// How long a finished session's last answer is kept for an agent that lost it and resumes. Dropping
+/// it sooner costs nothing but three APDUs: a resuming agent is identified again and told `204`.
+pub const FINISHED_TTL: Duration = Duration::from_secs(60);
+
+/// Drops expired sessions (finished ones after [`FINISHED_TTL`], the others after [`SESSION_TTL`])
+/// and returns how many are still in progress: finished sessions never count against
+/// [`MAX_SESSIONS`], so a fleet's call rate is not capped by answers kept for resumes.
+fn sweep(sessions: &mut HashMap<String, Session>, now: Instant) -> usize {
+    let mut active = 0;
+    sessions.retain(|_, s| {
+        let age = now.saturating_duration_since(s.created);
+        if matches!(s.stage, Stage::Finished) {
+            age < FINISHED_TTL
+        } else {
+            let keep = age < SESSION_TTL;
+            active += usize::from(keep);
+            keep
+        }
+    });
+    active
+}
 /// Database connections an engine uses at once (requests beyond wait for a free one).
 pub const DB_CONNECTIONS: usize = 8;
 /// How often pending ledger records are caught up while serving.
@@ -382,8 +403,7 @@ impl Engine {
             next_uri: self.session_uri(&id),
         };
         let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
-        if sessions.len() >= MAX_SESSIONS {
+        if sweep(&mut sessions, Instant::now()) >= MAX_SESSIONS {
             return Err(Error::Usage("too many admin sessions in progress".into()));
         }
         sessions.insert(
@@ -756,5 +776,48 @@ impl Engine {
             &daps,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_sessions_do_not_use_up_the_session_limit_and_expire_soon() {
+        let base = Instant::now();
+        let last = SESSION_TTL + Duration::from_secs(2);
+        let now = base + last;
+        let cases = [
+            ("finished-fresh", Duration::from_secs(1), true),
+            ("finished-old", FINISHED_TTL + Duration::from_secs(1), true),
+            ("open-fresh", Duration::from_secs(1), false),
+            ("open-minutes", FINISHED_TTL * 3, false),
+            ("open-expired", SESSION_TTL + Duration::from_secs(1), false),
+        ];
+        let mut sessions = HashMap::new();
+        for (name, age, finished) in cases {
+            let stage = if finished {
+                Stage::Finished
+            } else {
+                Stage::Identify {
+                    host_challenge: [0; 8],
+                }
+            };
+            let session = Session {
+                created: base + (last - age),
+                stage,
+                last: None,
+            };
+            sessions.insert(name.to_string(), session);
+        }
+        assert_eq!(
+            sweep(&mut sessions, now),
+            2,
+            "only sessions in progress count"
+        );
+        let mut kept: Vec<&str> = sessions.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["finished-fresh", "open-fresh", "open-minutes"]);
     }
 }
