@@ -44,6 +44,19 @@ pub struct AgentConfig {
     pub backoff: Duration,
 }
 
+/// What happens to one request of a session when faults are injected ([`AgentConfig::run_with_faults`]):
+/// the swarm uses it to drop connections at chosen points.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The request goes through.
+    None,
+    /// The connection drops before the request is sent: the server never sees it.
+    DropBeforeSending,
+    /// The connection drops after the server answered, before the agent reads the answer: the server
+    /// acted on the request and the agent must resume.
+    LoseTheAnswer,
+}
+
 /// What a session did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -210,6 +223,7 @@ impl AgentConfig {
         Ok(Conn { key, sender })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn post_once(
         &self,
         conn: &mut Option<Conn>,
@@ -217,8 +231,15 @@ impl AgentConfig {
         body: &[u8],
         status: Option<ScriptStatus>,
         resume: bool,
+        fault: Fault,
     ) -> Result<Answer, Attempt> {
         let key = target(uri).map_err(Attempt::Fatal)?;
+        if fault == Fault::DropBeforeSending {
+            *conn = None;
+            return Err(Attempt::Retry(Error::Http(
+                "the connection dropped before the request was sent (injected)".into(),
+            )));
+        }
         if conn
             .as_ref()
             .is_none_or(|c| c.key != key || c.sender.is_closed())
@@ -276,6 +297,12 @@ impl AgentConfig {
         };
         let result = tokio::time::timeout(REQUEST_TIMEOUT, exchange).await;
         match result {
+            Ok(Ok(_)) if fault == Fault::LoseTheAnswer => {
+                *conn = None;
+                Err(Attempt::Retry(Error::Http(
+                    "the connection dropped before the answer was read (injected)".into(),
+                )))
+            }
             Ok(Ok(a)) => Ok(a),
             Ok(Err(e)) => {
                 *conn = None;
@@ -299,10 +326,24 @@ impl AgentConfig {
                 what: "starting the agent's runtime".into(),
                 source: e,
             })?;
-        rt.block_on(self.session(card))
+        rt.block_on(self.session(card, &mut || Fault::None))
     }
 
-    async fn session(&self, card: &mut dyn Transport) -> Result<Summary, Error> {
+    /// [`AgentConfig::run`] with `fault` deciding the fate of every request before it is sent (a
+    /// swarm of simulated devices injects dropped connections this way).
+    pub async fn run_with_faults(
+        &self,
+        card: &mut dyn Transport,
+        fault: &mut (dyn FnMut() -> Fault + Send),
+    ) -> Result<Summary, Error> {
+        self.session(card, fault).await
+    }
+
+    async fn session(
+        &self,
+        card: &mut dyn Transport,
+        fault: &mut (dyn FnMut() -> Fault + Send),
+    ) -> Result<Summary, Error> {
         let mut summary = Summary::default();
         let mut conn: Option<Conn> = None;
         let mut uri = self.server.clone();
@@ -320,7 +361,11 @@ impl AgentConfig {
             let mut delay = self.backoff;
             let mut tries = 0;
             let answer = loop {
-                match self.post_once(&mut conn, &uri, &body, status, resume).await {
+                let f = fault();
+                match self
+                    .post_once(&mut conn, &uri, &body, status, resume, f)
+                    .await
+                {
                     Ok(a)
                         if a.status == StatusCode::SERVICE_UNAVAILABLE && tries < self.retries =>
                     {

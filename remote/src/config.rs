@@ -16,8 +16,14 @@ pub struct ServerConfig {
     pub listen: String,
     /// TLS for agents.
     pub tls: TlsConfig,
-    /// The SQLite database file (created when missing).
+    /// The database: a SQLite file (created when missing), or a PostgreSQL server as a
+    /// `postgres://USER@HOST:PORT/DB` URL (several instances share one; keep any password out of the
+    /// URL with a `~/.pgpass` file).
     pub database: PathBuf,
+    /// How long a card this instance claimed stays its own without a step of its session (seconds,
+    /// 1 to 3600): after this, another instance finishes a card whose instance died.
+    #[serde(default = "default_lease_seconds")]
+    pub lease_seconds: u64,
     /// The issuer's master key in the HSM: `pkcs11:token=LABEL;object=KEY-LABEL`.
     pub issuer_master: String,
     /// Key diversification scheme of the issuer's per-card keys: `emv`, `visa2`, `aes` or `kdf3`.
@@ -46,6 +52,10 @@ pub struct ServerConfig {
 
 fn default_scheme() -> String {
     "emv".into()
+}
+
+fn default_lease_seconds() -> u64 {
+    60
 }
 
 fn default_admin_path() -> String {
@@ -104,6 +114,11 @@ pub struct Checked {
 }
 
 impl ServerConfig {
+    /// The lease of a claimed card ([`ServerConfig::lease_seconds`]).
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_seconds)
+    }
+
     /// Reads and checks `path`.
     pub fn read(path: &Path) -> Result<Checked, Error> {
         let cfg_err = |reason: String| Error::Config {
@@ -121,7 +136,15 @@ impl ServerConfig {
                 *p = base.join(&*p);
             }
         };
-        abs(&mut config.database);
+        if !crate::db::is_postgres_url(&config.database.to_string_lossy()) {
+            abs(&mut config.database);
+        }
+        if !(1..=3600).contains(&config.lease_seconds) {
+            return Err(cfg_err(format!(
+                "lease_seconds {} is not between 1 and 3600",
+                config.lease_seconds
+            )));
+        }
         if let Some(l) = config.ledger.as_mut() {
             abs(l);
         }

@@ -7,8 +7,14 @@
 //! card's cryptogram, marks the card `in_flight` (committed) and sends EXTERNAL AUTHENTICATE and the
 //! whole operation, every command wrapped in advance. A card whose outcome is unknown gets an audit (GET
 //! STATUS in a fresh channel) instead, and then only what it still lacks.
+//!
+//! Several engines (server instances) may share one database: a card is claimed with a lease before
+//! anything is sent to it ([`Db::claim`]), every change is fenced by that lease, and a card whose lease
+//! another live instance holds is told to call again later (`503`). A `done` card is marked as
+//! waiting for its ledger record until the record is written; an instance that died in between writes
+//! the missing records of its ledger when it starts again.
 
-use crate::db::{CardState, Db, Work};
+use crate::db::{CardState, Claim, Db, Work};
 use crate::error::Error;
 use crate::plan::{self, Held, Operation};
 use crate::prepared::PreparedChannel;
@@ -26,8 +32,64 @@ use std::time::{Duration, Instant};
 
 /// How long an admin session waits for the agent's next request.
 pub const SESSION_TTL: Duration = Duration::from_secs(15 * 60);
-/// Most admin sessions held at once; more agents get `503` until some finish.
+/// Most admin sessions in progress at once; more agents get `503` until some finish.
 pub const MAX_SESSIONS: usize = 10_000;
+/// How long a finished session's last answer is kept for an agent that lost it and resumes. Dropping
+/// it sooner costs nothing but three APDUs: a resuming agent is identified again and told `204`.
+pub const FINISHED_TTL: Duration = Duration::from_secs(60);
+
+/// Drops expired sessions (finished ones after [`FINISHED_TTL`], the others after [`SESSION_TTL`])
+/// and returns how many are still in progress: finished sessions never count against
+/// [`MAX_SESSIONS`], so a fleet's call rate is not capped by answers kept for resumes.
+fn sweep(sessions: &mut HashMap<String, Session>, now: Instant) -> usize {
+    let mut active = 0;
+    sessions.retain(|_, s| {
+        let age = now.saturating_duration_since(s.created);
+        if matches!(s.stage, Stage::Finished) {
+            age < FINISHED_TTL
+        } else {
+            let keep = age < SESSION_TTL;
+            active += usize::from(keep);
+            keep
+        }
+    });
+    active
+}
+/// Database connections an engine uses at once (requests beyond wait for a free one).
+pub const DB_CONNECTIONS: usize = 8;
+/// How often pending ledger records are caught up while serving.
+pub const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
+/// How long a card claimed by an instance stays its own without a step of its session.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+fn start_heartbeat(db: &Db, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let target = db.target().clone();
+    let every = db.lease().unwrap_or(DEFAULT_LEASE) / 3;
+    let Ok(mut beat) = Db::connect(target) else {
+        tracing::error!("the heartbeat's database connection failed; this instance will look dead");
+        return;
+    };
+    beat.adopt_instance(db);
+    let spawned = std::thread::Builder::new()
+        .name("heartbeat".into())
+        .spawn(move || {
+            let step = Duration::from_millis(100).min(every);
+            let mut since = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(step);
+                since += step;
+                if since >= every {
+                    since = Duration::ZERO;
+                    if let Err(e) = beat.heartbeat() {
+                        tracing::warn!("heartbeat: {e}");
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!("starting the heartbeat thread: {e}");
+    }
+}
 
 /// What the server answers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,11 +152,55 @@ struct Session {
 
 /// The server's state: database, HSM, ledger and the admin sessions in progress.
 pub struct Engine {
-    db: Mutex<Db>,
+    db: Db,
     hsm: crate::hsm::HsmWorker,
     records: Mutex<Records>,
     sessions: Mutex<HashMap<String, Session>>,
     admin_path: String,
+    /// The ledger's name in the database (as registered), when deliveries are recorded.
+    ledger_id: Option<String>,
+    /// Cards between "done" and their ledger record in this process: left to `finish`, never to the
+    /// catch-up of pending records.
+    finishing: Mutex<std::collections::HashSet<(i64, String)>>,
+    /// When pending ledger records were last caught up.
+    caught_up: Mutex<Instant>,
+    /// Held while a delivery record is written or pending records are caught up, so that the two
+    /// never write the same record.
+    ledger_turn: Mutex<()>,
+    /// Set when the engine is dropped: stops the heartbeat thread.
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "server".into())
+}
+
+/// A fresh id for a server instance: the host's name, the process id and random bits, so that a
+/// restarted instance never mistakes the leases of its previous life for its own.
+pub fn instance_id() -> String {
+    let salt = random::<4>().map(hex::encode).unwrap_or_default();
+    format!("{}-{}-{salt}", host_name(), std::process::id())
+}
+
+/// The name of a server instance, the same across its restarts: host and listen address.
+pub fn instance_name(listen: std::net::SocketAddr) -> String {
+    format!("{}/{listen}", host_name())
 }
 
 fn random<const N: usize>() -> Result<[u8; N], Error> {
@@ -126,15 +232,95 @@ fn to_apdus(script: &ResponseScript) -> Vec<ResponseApdu> {
 }
 
 impl Engine {
-    /// An engine over an open database, a started HSM thread and the ledger (if any).
-    pub fn new(db: Db, hsm: crate::hsm::HsmWorker, records: Records, admin_path: String) -> Engine {
-        Engine {
-            db: Mutex::new(db),
+    /// An engine over an open database, a started HSM thread and the ledger (if any). A database not
+    /// registered as an instance yet ([`Db::register_instance`]) is registered with a fresh id and the
+    /// default lease. The engine beats its heartbeat from a thread of its own, and first writes the
+    /// ledger records an earlier life of this instance (same ledger) committed but never wrote.
+    pub fn new(
+        mut db: Db,
+        hsm: crate::hsm::HsmWorker,
+        records: Records,
+        admin_path: String,
+    ) -> Engine {
+        if db.instance_id().is_none() {
+            let id = instance_id();
+            if let Err(e) = db.register_instance(&id, &id, None, DEFAULT_LEASE) {
+                tracing::error!("registering this instance: {e}");
+            }
+        }
+        if let Err(e) = db.grow_pool(DB_CONNECTIONS) {
+            tracing::error!("opening more database connections: {e}");
+        }
+        let ledger_id = if records.is_open() {
+            db.instance_ledger().map(str::to_string)
+        } else {
+            None
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        start_heartbeat(&db, stop.clone());
+        let engine = Engine {
+            db,
             hsm,
             records: Mutex::new(records),
             sessions: Mutex::new(HashMap::new()),
             admin_path,
+            ledger_id,
+            finishing: Mutex::new(std::collections::HashSet::new()),
+            caught_up: Mutex::new(Instant::now()),
+            ledger_turn: Mutex::new(()),
+            stop,
+        };
+        if let Err(e) = engine.write_pending_records() {
+            tracing::error!("writing the ledger records left pending: {e}");
         }
+        engine
+    }
+
+    /// Writes the delivery records of cards done but whose record may be missing from this
+    /// instance's ledger (the instance died between the two): those already in the ledger are only
+    /// marked written.
+    fn write_pending_records(&self) -> Result<(), Error> {
+        let Some(ledger) = self.ledger_id.clone() else {
+            return Ok(());
+        };
+        let _ledger = lock(&self.ledger_turn);
+        let pending = self.db.pending_records(&ledger)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&ledger).unwrap_or_default();
+        for p in pending {
+            if lock(&self.finishing).contains(&(p.campaign_id, p.kdd.clone())) {
+                continue;
+            }
+            let Some(work) = self.db.work(p.campaign_id, &p.kdd)? else {
+                continue;
+            };
+            let needle = format!("KDD:{}", p.kdd);
+            let step = format!("campaign {}: load", work.card.campaign);
+            let present = text
+                .lines()
+                .any(|l| l.contains(&needle) && l.contains(&step));
+            if !present {
+                let kdd: [u8; 10] = hex::decode(&p.kdd)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| {
+                        Error::Database(format!("cards.kdd '{}' is not 10 bytes", p.kdd))
+                    })?;
+                let pkg = Package::parse(&work.package)?;
+                let op = Operation::for_card(&pkg, &kdd, &work.settings)?;
+                let package_sha = hex::encode(Sha256::digest(&work.package));
+                let card = Card {
+                    work,
+                    op,
+                    package_sha,
+                };
+                self.record(&card, "installed; recorded after a restart")?;
+            }
+            self.db.recorded(p.campaign_id, &p.kdd)?;
+        }
+        Ok(())
     }
 
     /// The URI of session `id`.
@@ -194,6 +380,21 @@ impl Engine {
     }
 
     fn open(&self, from: &str) -> Result<Reply, Error> {
+        // A record whose database note was lost (the database went away between the two) is caught
+        // up now and then, not only when the instance starts.
+        let due = {
+            let mut last = lock(&self.caught_up);
+            let due = last.elapsed() >= CATCH_UP_EVERY;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            if let Err(e) = self.write_pending_records() {
+                tracing::warn!("catching up pending ledger records: {e}");
+            }
+        }
         let id = hex::encode(random::<16>()?);
         let host_challenge = random::<8>()?;
         let body = encode(&plan::identify(&host_challenge))?;
@@ -202,8 +403,7 @@ impl Engine {
             next_uri: self.session_uri(&id),
         };
         let mut sessions = lock(&self.sessions);
-        sessions.retain(|_, s| s.created.elapsed() < SESSION_TTL);
-        if sessions.len() >= MAX_SESSIONS {
+        if sweep(&mut sessions, Instant::now()) >= MAX_SESSIONS {
             return Err(Error::Usage("too many admin sessions in progress".into()));
         }
         sessions.insert(
@@ -275,9 +475,19 @@ impl Engine {
             .map_err(|e| Error::Card(format!("malformed INITIALIZE UPDATE response: {e}")))?;
         let kdd = iu.kdd;
         let kdd_hex = hex::encode_upper(kdd);
-        let work = lock(&self.db).work_for(&kdd)?;
+        let claim = self.db.claim(&kdd)?;
+        let work = match claim {
+            Claim::Work(w) => Some(w),
+            Claim::Busy { owner } => {
+                tracing::info!(agent = %req.from, card = %kdd_hex, %owner, "the card is leased to another instance");
+                return Err(Error::Usage(format!(
+                    "card {kdd_hex} is being served by another server instance; call again later"
+                )));
+            }
+            Claim::Nothing => None,
+        };
         let Some(work) = work else {
-            let known = lock(&self.db).knows(&kdd)?;
+            let known = self.db.knows(&kdd)?;
             if known {
                 tracing::info!(agent = %req.from, card = %kdd_hex, "nothing to do for this card");
             } else {
@@ -288,7 +498,7 @@ impl Engine {
         let row = &work.card;
         let fail = |reason: String| -> Result<(Reply, Stage), Error> {
             tracing::warn!(campaign = %row.campaign, card = %kdd_hex, "failed: {reason}");
-            lock(&self.db).set_card(
+            self.db.set_card(
                 row.campaign_id,
                 &row.kdd,
                 CardState::Failed,
@@ -352,13 +562,8 @@ impl Engine {
                 let body = encode(&[vec![ea], wrapped].concat())?;
                 // Committed before the script leaves: from here the outcome is unknown until the card answers.
                 let row = &card.work.card;
-                lock(&self.db).set_card(
-                    row.campaign_id,
-                    &row.kdd,
-                    CardState::InFlight,
-                    None,
-                    true,
-                )?;
+                self.db
+                    .set_card(row.campaign_id, &row.kdd, CardState::InFlight, None, true)?;
                 tracing::info!(agent = %req.from, campaign = %campaign, card = %kdd_hex, level = %level,
                     commands = names.len() + 1, "sending the operation");
                 Ok((
@@ -415,7 +620,8 @@ impl Engine {
         attempt: bool,
     ) -> Result<(), Error> {
         let row = &card.work.card;
-        lock(&self.db).set_card(row.campaign_id, &row.kdd, state, reason, attempt)
+        self.db
+            .set_card(row.campaign_id, &row.kdd, state, reason, attempt)
     }
 
     fn operated(
@@ -435,6 +641,7 @@ impl Engine {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(card = %kdd, "responses cannot be trusted ({e}); the card stays in flight and is audited when it calls again");
+                self.release(&card);
                 return Ok((Reply::Done, Stage::Finished));
             }
         };
@@ -452,6 +659,7 @@ impl Engine {
         if responses.len() < names.len() {
             tracing::warn!(card = %kdd, ran = responses.len(), of = names.len(),
                 "the script stopped short; the card stays in flight and is audited when it calls again");
+            self.release(&card);
             return Ok((Reply::Done, Stage::Finished));
         }
         self.finish(&card, "installed")?;
@@ -496,10 +704,52 @@ impl Engine {
         ))
     }
 
-    fn finish(&self, card: &Card, how: &str) -> Result<(), Error> {
-        self.set(card, CardState::Done, None, false)?;
+    /// Gives the card's lease back (its session ended without a final state).
+    fn release(&self, card: &Card) {
         let row = &card.work.card;
+        if let Err(e) = self.db.release(row.campaign_id, &row.kdd) {
+            tracing::warn!(card = %row.kdd, "giving the lease back: {e}");
+        }
+    }
+
+    fn finish(&self, card: &Card, how: &str) -> Result<(), Error> {
+        let row = &card.work.card;
+        let key = (row.campaign_id, row.kdd.clone());
+        lock(&self.finishing).insert(key.clone());
+        let result = self.finish_recorded(card, how);
+        lock(&self.finishing).remove(&key);
+        result
+    }
+
+    fn finish_recorded(&self, card: &Card, how: &str) -> Result<(), Error> {
+        let row = &card.work.card;
+        self.db.set_card_recording(
+            row.campaign_id,
+            &row.kdd,
+            CardState::Done,
+            None,
+            false,
+            self.ledger_id.as_deref(),
+        )?;
         tracing::info!(campaign = %row.campaign, card = %row.kdd, "done: {how}");
+        let _ledger = lock(&self.ledger_turn);
+        match self.record(card, how) {
+            Ok(()) if self.ledger_id.is_some() => {
+                if let Err(e) = self.db.recorded(row.campaign_id, &row.kdd) {
+                    tracing::warn!(card = %row.kdd, "noting the ledger record: {e}");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(card = %row.kdd, "the ledger entry could not be written: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends the delivery record of a finished card to the ledger (if any).
+    fn record(&self, card: &Card, how: &str) -> Result<(), Error> {
+        let row = &card.work.card;
         let identity = format!("KDD:{}", row.kdd);
         let mut common = vec![records::package_output(&card.work.package)];
         common.extend(self.hsm.key_outputs.iter().cloned());
@@ -517,16 +767,57 @@ impl Engine {
             hex::encode_upper(&card.op.load_file_aid),
             card.package_sha
         );
-        if let Err(e) = lock(&self.records).record(
+        lock(&self.records).record(
             EntryKind::Delivery,
             "admin-server",
             &step,
             &[],
             &common,
             &daps,
-        ) {
-            tracing::error!(card = %row.kdd, "the ledger entry could not be written: {e}");
-        }
+        )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_sessions_do_not_use_up_the_session_limit_and_expire_soon() {
+        let base = Instant::now();
+        let last = SESSION_TTL + Duration::from_secs(2);
+        let now = base + last;
+        let cases = [
+            ("finished-fresh", Duration::from_secs(1), true),
+            ("finished-old", FINISHED_TTL + Duration::from_secs(1), true),
+            ("open-fresh", Duration::from_secs(1), false),
+            ("open-minutes", FINISHED_TTL * 3, false),
+            ("open-expired", SESSION_TTL + Duration::from_secs(1), false),
+        ];
+        let mut sessions = HashMap::new();
+        for (name, age, finished) in cases {
+            let stage = if finished {
+                Stage::Finished
+            } else {
+                Stage::Identify {
+                    host_challenge: [0; 8],
+                }
+            };
+            let session = Session {
+                created: base + (last - age),
+                stage,
+                last: None,
+            };
+            sessions.insert(name.to_string(), session);
+        }
+        assert_eq!(
+            sweep(&mut sessions, now),
+            2,
+            "only sessions in progress count"
+        );
+        let mut kept: Vec<&str> = sessions.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, ["finished-fresh", "open-fresh", "open-minutes"]);
     }
 }

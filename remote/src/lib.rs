@@ -23,6 +23,7 @@ pub mod prepared;
 pub mod protocol;
 pub mod report;
 pub mod server;
+pub mod swarm;
 pub mod tls;
 
 pub use error::Error;

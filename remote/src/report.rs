@@ -109,7 +109,7 @@ fn json_str(s: &str) -> String {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -136,7 +136,11 @@ mod tests {
         .unwrap();
         db.add_campaign("empty", b"pkg", "00", &settings, &[])
             .unwrap();
-        let w = db.work_for(&[2u8; 10]).unwrap().unwrap();
+        db.register_instance("r", "report-test", None, std::time::Duration::from_secs(60))
+            .unwrap();
+        let crate::db::Claim::Work(w) = db.claim(&[2u8; 10]).unwrap() else {
+            panic!("the card's row is this instance's to claim")
+        };
         db.set_card(
             w.card.campaign_id,
             &w.card.kdd,

@@ -396,6 +396,9 @@ pub mod snapshot {
     }
 }
 
+/// A throwaway PostgreSQL cluster (the fleet tests and benchmarks).
+pub mod postgres;
+
 #[path = "../../card-firmware/tests/common/pcscd_lock.rs"]
 pub mod pcscd_lock;
 

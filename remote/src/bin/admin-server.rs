@@ -151,7 +151,14 @@ fn serve(path: &std::path::Path) -> Result<(), Error> {
     let checked = ServerConfig::read(path)?;
     let cfg = &checked.config;
     let tls = remote::tls::acceptor(&cfg.tls)?;
-    let db = Db::open(&cfg.database)?;
+    let mut db = Db::open(&cfg.database)?;
+    let ledger = cfg.ledger.as_ref().map(|l| l.display().to_string());
+    db.register_instance(
+        &remote::engine::instance_id(),
+        &remote::engine::instance_name(checked.listen),
+        ledger.as_deref(),
+        cfg.lease(),
+    )?;
     // The configured module (and its initialisation string) is the process's module for every token the
     // server opens, the ledger's anchor included.
     keyman::hsm::configure_module(cfg.module.as_deref(), cfg.module_init.as_deref())
