@@ -186,6 +186,14 @@ impl Ops {
                 (Vec::new(), Vec::new(), Some(e.to_string()))
             }
         };
+        let instances = {
+            let db = lock(&self.db);
+            m.time_db("instances", || db.instances())
+        }
+        .unwrap_or_else(|e| {
+            tracing::warn!("status page: instances: {e}");
+            Vec::new()
+        });
         let recent = {
             let mut r = lock(&self.recent);
             r.expire();
@@ -196,6 +204,7 @@ impl Ops {
             now: SystemTime::now(),
             campaigns,
             failures,
+            instances,
             db_error,
             in_progress: recent.0,
             ended: recent.1,

@@ -19,6 +19,8 @@ pub struct Status {
     pub campaigns: Vec<Campaign>,
     /// Failed cards per campaign and reason.
     pub failures: Vec<FailureCount>,
+    /// Every server instance registered in the database (newest first), with whether it is alive.
+    pub instances: Vec<crate::db::Instance>,
     /// Why the campaigns could not be read, if they could not.
     pub db_error: Option<String>,
     /// Sessions in progress.
@@ -119,6 +121,35 @@ fn session_rows(out: &mut String, rows: &[SessionRecord], now: SystemTime) {
     }
 }
 
+/// The fleet's server instances: which are alive (heartbeat within their lease) and when each last beat.
+fn instance_rows(o: &mut String, instances: &[crate::db::Instance]) {
+    let alive = instances.iter().filter(|i| i.alive).count();
+    let _ = write!(o, "<h2>Server instances ({alive} alive)</h2>");
+    if instances.is_empty() {
+        o.push_str("<p>None registered.</p>");
+        return;
+    }
+    o.push_str(
+        "<table id=\"instances\"><thead><tr><th scope=\"col\">Name</th><th scope=\"col\">Instance</th>\
+         <th scope=\"col\">Started</th><th scope=\"col\">Last heartbeat</th><th scope=\"col\">State</th>\
+         </tr></thead><tbody>",
+    );
+    let at = |ms: i64| utc(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+    for i in instances {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+            escape(&i.name),
+            escape(&i.id),
+            at(i.started_at_ms),
+            at(i.heartbeat_at_ms),
+            if i.alive { "" } else { "failed" },
+            if i.alive { "alive" } else { "gone" },
+        );
+    }
+    o.push_str("</tbody></table>");
+}
+
 /// The page.
 pub fn render(st: &Status) -> String {
     let i = &st.instance;
@@ -197,6 +228,7 @@ pub fn render(st: &Status) -> String {
     }
     let head = "<thead><tr><th scope=\"col\">Session</th><th scope=\"col\">Agent</th><th scope=\"col\">Opened</th>\
                 <th scope=\"col\">Ended</th><th scope=\"col\">Requests</th><th scope=\"col\">Outcome</th></tr></thead>";
+    instance_rows(&mut o, &st.instances);
     let _ = write!(
         o,
         "<h2>Sessions in progress ({})</h2>",
@@ -286,6 +318,14 @@ mod tests {
                 reason: Some("<img src=x onerror=alert(1)>".into()),
                 cards: 1,
             }],
+            instances: vec![crate::db::Instance {
+                id: "i-1".into(),
+                name: "<b>host</b>:8443".into(),
+                ledger: None,
+                started_at_ms: 0,
+                heartbeat_at_ms: 1_000,
+                alive: true,
+            }],
             db_error: None,
             in_progress: vec![],
             ended: vec![],
@@ -304,6 +344,8 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
         assert!(html.contains("a&#39;b"));
         assert!(html.contains("50 % done"));
+        assert!(html.contains("Server instances (1 alive)"), "{html}");
+        assert!(html.contains("&lt;b&gt;host&lt;/b&gt;:8443"), "{html}");
         assert_eq!(
             short_session("430cc5549cef5cc89a6301f70d021444"),
             "430cc5549cef…"

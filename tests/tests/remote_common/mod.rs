@@ -40,14 +40,12 @@ pub fn write_config(dir: &Path, name: &str, port: u16, tls: Option<&str>) -> Pat
     path
 }
 
-/// Makes the server's ledger, once per directory, as an operator does before the first start: explicitly,
-/// with `keyman ledger init`, anchored in the issuer's token (no tool creates a ledger implicitly).
+/// Makes the ledger the configuration names, once, as an operator does before a server's first start:
+/// explicitly, with `keyman ledger init`, anchored in the issuer's token (no tool creates a ledger
+/// implicitly).
 pub fn ensure_ledger(hsm: &SoftHsm, config: &Path) {
-    let ledger = config
-        .parent()
-        .expect("the configuration's directory")
-        .join("remote-ledger.jsonl");
-    if !ledger.exists() {
+    let checked = remote::config::ServerConfig::read(config).expect("the server's configuration");
+    if let Some(ledger) = checked.config.ledger.filter(|l| !l.exists()) {
         ok(hsm
             .tool("keyman")
             .args(["ledger", "init"])
@@ -360,12 +358,18 @@ pub fn padded_ijc(small_pkg: &str, padding: usize) -> Vec<u8> {
     lfdb
 }
 
-/// `keyman ledger verify` of the server's ledger against its anchor in the issuer's token.
+/// `keyman ledger verify` of the server's ledger (`remote-ledger.jsonl` in `dir`) against its anchor in the
+/// issuer's token.
 pub fn verify_remote_ledger(hsm: &SoftHsm, dir: &Path) -> String {
+    verify_ledger_file(hsm, &dir.join("remote-ledger.jsonl"))
+}
+
+/// `keyman ledger verify LEDGER` against its anchor in the issuer's token.
+pub fn verify_ledger_file(hsm: &SoftHsm, ledger: &Path) -> String {
     ok(hsm
         .tool("keyman")
         .args(["ledger", "verify"])
-        .arg(dir.join("remote-ledger.jsonl"))
+        .arg(ledger)
         .args([
             "--token",
             "issuer",
