@@ -515,14 +515,14 @@ fn ledger_command(
                 return Ok(());
             }
             let label = anchor::anchor_label(&file)?;
-            let (token, anchored) = with_anchor_token(&a, module, |s| {
-                Ok((s.label().to_string(), s.ledger_anchor(&label)?))
-            })?;
             let found = if file.exists() {
                 Some(Head::from(&ledger::verify(&file)?))
             } else {
                 None
             };
+            let (token, anchored) = with_anchor_token(&a, module, |s| {
+                Ok((s.label().to_string(), s.ledger_anchor_for(&label, found)?))
+            })?;
             anchor::check(&file, &token, found, anchored)?;
             let head = found.unwrap_or(Head::EMPTY);
             print_head(&file, "chain intact", head, Some(&token), json);

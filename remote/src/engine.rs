@@ -59,6 +59,9 @@ fn sweep(sessions: &mut HashMap<String, Session>, now: Instant) -> usize {
 pub const DB_CONNECTIONS: usize = 8;
 /// How often pending ledger records are caught up while serving.
 pub const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
+/// Tries at clearing a card's "record pending" mark once its record is in the ledger (waits of 0.2, 0.4,
+/// 0.8, 1.6 and 3.2 s between them: a database restart), before the periodic catch-up takes over.
+const RECORDED_ATTEMPTS: u32 = 6;
 /// How long a card claimed by an instance stays its own without a step of its session.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
@@ -735,8 +738,22 @@ impl Engine {
         let _ledger = lock(&self.ledger_turn);
         match self.record(card, how) {
             Ok(()) if self.ledger_id.is_some() => {
-                if let Err(e) = self.db.recorded(row.campaign_id, &row.kdd) {
-                    tracing::warn!(card = %row.kdd, "noting the ledger record: {e}");
+                // Clearing the mark is idempotent, and a lost database connection is reopened on the
+                // next call: try a few times over about 6 s (a database restart) before leaving it to
+                // the periodic catch-up, which finds the record already in the ledger.
+                let mut wait = Duration::from_millis(200);
+                for attempt in 1..=RECORDED_ATTEMPTS {
+                    match self.db.recorded(row.campaign_id, &row.kdd) {
+                        Ok(()) => break,
+                        Err(e) if attempt == RECORDED_ATTEMPTS => {
+                            tracing::warn!(card = %row.kdd, "noting the ledger record: {e}");
+                        }
+                        Err(e) => {
+                            tracing::info!(card = %row.kdd, "noting the ledger record, will retry: {e}");
+                            std::thread::sleep(wait);
+                            wait *= 2;
+                        }
+                    }
                 }
             }
             Ok(()) => {}

@@ -44,6 +44,7 @@ struct Anchored {
 impl Anchored {
     /// Fails unless the token's anchor holds exactly the head of the file as opened.
     fn check(&self) -> Result<(), Error> {
+        self.anchor.settle(&self.label, self.ledger.head_state())?;
         let anchored = self.anchor.read(&self.label)?;
         anchor::check(
             self.ledger.path(),
@@ -54,15 +55,20 @@ impl Anchored {
         Ok(())
     }
 
-    /// Appends one entry: the anchor moves to the new head first, then the file is written. A token
-    /// failure leaves both as they were; a failed file write (a full disk) leaves the anchor one entry
-    /// ahead, which `keyman ledger verify` reports as the entry the file lacks.
+    /// Appends one entry in three steps: the anchor gains an object holding the new head (a token
+    /// failure stops here, nothing changed), the file is written (the commit point), then the old
+    /// head's object goes. A crash between them leaves both heads in the token, and the next open
+    /// keeps the one the file holds ([`AnchorSession::settle`]); a failed file write undoes the first.
     fn append(&mut self, body: EntryBody) -> Result<Head, Error> {
         let from = self.ledger.head_state();
         let prepared = self.ledger.prepare(body)?;
         let to = prepared.head();
-        self.anchor.update(&self.label, from, to)?;
-        self.ledger.commit(prepared)?;
+        self.anchor.begin(&self.label, from, to)?;
+        if let Err(e) = self.ledger.commit(prepared) {
+            let _ = self.anchor.finish(&self.label, from);
+            return Err(e.into());
+        }
+        self.anchor.finish(&self.label, to)?;
         Ok(to)
     }
 }

@@ -60,6 +60,26 @@ fn read(session: &Session, token: &str, label: &str) -> Result<Option<Head>, Err
         .max_by_key(|h| h.entries))
 }
 
+/// The anchored head as it applies to a file whose head is `file`: after an interrupted move (two
+/// objects), the one the file holds if it holds either, else the newer. Reads only.
+fn read_for(
+    session: &Session,
+    token: &str,
+    label: &str,
+    file: Option<Head>,
+) -> Result<Option<Head>, Error> {
+    let all: Vec<Head> = find_all(session, token, label)?
+        .into_iter()
+        .map(|(_, h)| h)
+        .collect();
+    if all.len() == 2 {
+        if let Some(f) = file.filter(|f| all.contains(f)) {
+            return Ok(Some(f));
+        }
+    }
+    Ok(all.into_iter().max_by_key(|h| h.entries))
+}
+
 fn refuse_existing(session: &Session, token: &str, label: &str) -> Result<(), Error> {
     if !find_all(session, token, label)?.is_empty() {
         return Err(Error::Key {
@@ -97,13 +117,20 @@ fn create_object(session: &Session, token: &str, template: &[Attribute]) -> Resu
     }
 }
 
-/// Moves the anchor from `from` to `to`. Tokens may refuse to change a data object's value (SoftHSM2
-/// does), so the new head goes into a new object and the old ones are destroyed after it exists: an
-/// interruption leaves two, and [`read`] takes the newer.
+/// Moves the anchor from `from` to `to` in one go: [`begin`], then [`finish`].
 fn update(session: &Session, token: &str, label: &str, from: Head, to: Head) -> Result<(), Error> {
+    begin(session, token, label, from, to)?;
+    finish(session, label, to)
+}
+
+/// First half of a move: checks that the anchor holds `from`, then makes a second object holding `to`.
+/// Tokens may refuse to change a data object's value (SoftHSM2 does), so a move is always a new object
+/// and then the old one destroyed ([`finish`]). Between the two halves the ledger file is written: the
+/// file is the commit point, and an interruption anywhere leaves the two heads, one of which the file
+/// holds ([`settle`]).
+fn begin(session: &Session, token: &str, label: &str, from: Head, to: Head) -> Result<(), Error> {
     let old = find_all(session, token, label)?;
-    let current = old.iter().map(|(_, h)| *h).max_by_key(|h| h.entries);
-    if current != Some(from) {
+    if old.len() != 1 || old.first().map(|(_, h)| *h) != Some(from) {
         return Err(Error::Key {
             token: token.into(),
             problem: format!(
@@ -115,9 +142,27 @@ fn update(session: &Session, token: &str, label: &str, from: Head, to: Head) -> 
     let mut t = template(label);
     t.push(Attribute::Private(true));
     t.push(Attribute::Value(to.to_value().to_vec()));
-    create_object(session, token, &t)?;
-    for (object, _) in old {
-        session.destroy_object(object)?;
+    create_object(session, token, &t)
+}
+
+/// Second half of a move (or its undo): destroys every anchor object of `label` that does not hold
+/// `keep`.
+fn finish(session: &Session, label: &str, keep: Head) -> Result<(), Error> {
+    for (object, head) in find_all(session, "", label)? {
+        if head != keep {
+            session.destroy_object(object)?;
+        }
+    }
+    Ok(())
+}
+
+/// After an interrupted move (two anchor objects, the heads before and after), keeps the one the ledger
+/// file holds (`file`: the file write is the commit point) and destroys the other. With one object, or
+/// when the file holds neither, nothing changes and the mismatch is left for the check to report.
+fn settle(session: &Session, token: &str, label: &str, file: Head) -> Result<(), Error> {
+    let all = find_all(session, token, label)?;
+    if all.len() == 2 && all.iter().any(|(_, h)| *h == file) {
+        finish(session, label, file)?;
     }
     Ok(())
 }
@@ -126,6 +171,17 @@ impl TokenSession<'_> {
     /// The head anchored under `label`, or `None` when this token holds no such anchor.
     pub fn ledger_anchor(&self, label: &str) -> Result<Option<Head>, Error> {
         read(&self.session, &self.label, label)
+    }
+
+    /// The head anchored under `label` as it applies to a ledger file whose head is `file` (an
+    /// interrupted append leaves the heads before and after; the file says which one was committed).
+    /// Reads only: a verifier changes nothing.
+    pub fn ledger_anchor_for(
+        &self,
+        label: &str,
+        file: Option<Head>,
+    ) -> Result<Option<Head>, Error> {
+        read_for(&self.session, &self.label, label, file)
     }
 
     /// Creates the anchor `label` holding `head`; refuses when one exists (a ledger's anchor is never
@@ -191,8 +247,20 @@ impl AnchorSession {
         read(self.logged_in()?, &self.token, label)
     }
 
-    /// Moves the anchor `label` from `from` to `to`; see [`TokenSession::update_ledger_anchor`].
-    pub fn update(&self, label: &str, from: Head, to: Head) -> Result<(), Error> {
-        update(self.logged_in()?, &self.token, label, from, to)
+    /// First half of an append: the anchor `label` must hold `from`; a second object holding `to` is
+    /// made. The ledger file is written next, then [`AnchorSession::finish`].
+    pub fn begin(&self, label: &str, from: Head, to: Head) -> Result<(), Error> {
+        begin(self.logged_in()?, &self.token, label, from, to)
+    }
+
+    /// Second half of an append (`keep` = the new head), or its undo when the file write failed
+    /// (`keep` = the old head): destroys the anchor objects that do not hold `keep`.
+    pub fn finish(&self, label: &str, keep: Head) -> Result<(), Error> {
+        finish(self.logged_in()?, label, keep)
+    }
+
+    /// Completes or undoes an append that a crash interrupted, by the head the file holds.
+    pub fn settle(&self, label: &str, file: Head) -> Result<(), Error> {
+        settle(self.logged_in()?, &self.token, label, file)
     }
 }
