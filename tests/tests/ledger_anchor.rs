@@ -192,3 +192,76 @@ fn verify_needs_a_token_or_an_explicit_unanchored_check() {
     assert!(e.contains("holds no anchor"), "{e}");
     ok(&mut w.verify_ledger(&ledger, "vendor"));
 }
+
+/// A crash inside an append leaves two anchor objects, the heads before and after: the anchor gains the
+/// new head's object, then the file is written (the commit point), then the old object goes. A crash
+/// before the file write must not make the ledger look cut: the next run keeps the head the file holds,
+/// verify accepts it, and the next append goes on from it.
+#[test]
+fn an_append_interrupted_before_the_file_write_is_settled_by_the_file() {
+    let w = World::new();
+    let ledger = w.p("issuer.jsonl");
+    let entries = std::fs::read_to_string(&ledger).unwrap().lines().count() as u64;
+
+    // The token as a crash after the anchor's new object and before the file write leaves it: a second
+    // anchor object holding one entry more than the file.
+    let mut next = Vec::from(*b"PLA1");
+    next.extend_from_slice(&(entries + 1).to_be_bytes());
+    next.extend_from_slice(&[0x5A; 32]);
+    let value = w.hsm.path("next-head.bin");
+    std::fs::write(&value, &next).unwrap();
+    let out = std::process::Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", w.hsm.conf())
+        .args([
+            "--module",
+            "/usr/lib/softhsm/libsofthsm2.so",
+            "--token-label",
+            "issuer",
+        ])
+        .args(["--login", "--pin", &w.hsm.pin, "--write-object"])
+        .arg(&value)
+        .args([
+            "--type",
+            "data",
+            "--private",
+            "--label",
+            "ledger-anchor:issuer.jsonl",
+        ])
+        .args(["--application-label", "postissue-ledger-anchor"])
+        .output()
+        .expect("pkcs11-tool (opensc) must be installed (./run test installs it)");
+    assert!(
+        out.status.success(),
+        "pkcs11-tool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Verify reads the anchor that applies to the file, and changes nothing.
+    let v = ok(&mut w.verify_ledger(&ledger, "issuer"));
+    assert!(
+        v.contains(&format!("{entries} entries, chain intact")),
+        "{v}"
+    );
+
+    // The next run settles the token by the file and appends from the file's head.
+    let image = w.card("a", KDD_A);
+    let out = ok(w.hsm.tool("signer").args([
+        "card",
+        "lock",
+        "--card",
+        &format!("sim:{image}"),
+        "--master",
+        ISSUER_MASTER,
+        "--pin-source",
+        &pin_source(),
+        "--ledger",
+        &ledger,
+    ]));
+    let (count, _, _) = reported_head(&out);
+    assert_eq!(count, entries + 1, "{out}");
+    let v = ok(&mut w.verify_ledger(&ledger, "issuer"));
+    assert!(
+        v.contains(&format!("{} entries, chain intact", entries + 1)),
+        "{v}"
+    );
+}
