@@ -1,6 +1,6 @@
 //! The admin agent on a device: `admin-agent --card pcsc:READER` relays the server's scripts to the
-//! simulated card behind pcscd's vpcd reader, through the real PC/SC stack. Skips (with a message) when
-//! pcscd or the vpcd driver is not installed, as the other PC/SC tests do.
+//! simulated card behind pcscd's vpcd reader, through the real PC/SC stack. Fails, naming what is missing,
+//! when pcscd or the vpcd driver is not installed, as the other PC/SC tests do.
 
 mod common;
 mod remote_common;
@@ -16,8 +16,7 @@ const READER: &str = "Virtual PCD 00 00";
 #[test]
 fn the_agent_installs_through_pcscd() {
     if let Some(why) = pcsc_stack::unavailable() {
-        eprintln!("skipped: {why}");
-        return;
+        panic!("the agent through pcscd needs the PC/SC stack (`./run test` installs it): {why}");
     }
     let logs = tempfile::tempdir().unwrap();
     let _pcscd = Pcscd::start(&logs.path().join("pcscd.log"));
