@@ -24,6 +24,10 @@ pub struct ServerConfig {
     /// 1 to 3600): after this, another instance finishes a card whose instance died.
     #[serde(default = "default_lease_seconds")]
     pub lease_seconds: u64,
+    /// How often (seconds, at least 1) a serving instance writes the ledger records whose database note
+    /// was lost (a card marked done, its record not yet confirmed); it also does so when it starts.
+    #[serde(default = "default_catch_up_seconds")]
+    pub catch_up_seconds: u64,
     /// The issuer's master key in the HSM: `pkcs11:token=LABEL;object=KEY-LABEL`.
     pub issuer_master: String,
     /// Key diversification scheme of the issuer's per-card keys: `emv`, `visa2`, `aes` or `kdf3`.
@@ -52,6 +56,10 @@ pub struct ServerConfig {
 
 fn default_scheme() -> String {
     "emv".into()
+}
+
+fn default_catch_up_seconds() -> u64 {
+    crate::engine::CATCH_UP_EVERY.as_secs()
 }
 
 fn default_lease_seconds() -> u64 {

@@ -59,8 +59,9 @@ fn sweep(sessions: &mut HashMap<String, Session>, now: Instant) -> usize {
 pub const DB_CONNECTIONS: usize = 8;
 /// How often pending ledger records are caught up while serving.
 pub const CATCH_UP_EVERY: Duration = Duration::from_secs(30);
-/// Tries at clearing a card's "record pending" mark once its record is in the ledger (waits of 0.2, 0.4,
-/// 0.8, 1.6 and 3.2 s between them: a database restart), before the periodic catch-up takes over.
+/// Tries at writing a finished card's ledger record, and at clearing its "record pending" mark once the
+/// record is in the ledger (waits of 0.2, 0.4, 0.8, 1.6 and 3.2 s between them: a database restart, a
+/// busy token), before the periodic catch-up takes over.
 const RECORDED_ATTEMPTS: u32 = 6;
 /// How long a card claimed by an instance stays its own without a step of its session.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
@@ -167,6 +168,8 @@ pub struct Engine {
     finishing: Mutex<std::collections::HashSet<(i64, String)>>,
     /// When pending ledger records were last caught up.
     caught_up: Mutex<Instant>,
+    /// How often pending ledger records are caught up while serving.
+    catch_up_every: Duration,
     /// Held while a delivery record is written or pending records are caught up, so that the two
     /// never write the same record.
     ledger_turn: Mutex<()>,
@@ -270,6 +273,7 @@ impl Engine {
             ledger_id,
             finishing: Mutex::new(std::collections::HashSet::new()),
             caught_up: Mutex::new(Instant::now()),
+            catch_up_every: CATCH_UP_EVERY,
             ledger_turn: Mutex::new(()),
             stop,
         };
@@ -324,6 +328,13 @@ impl Engine {
             self.db.recorded(p.campaign_id, &p.kdd)?;
         }
         Ok(())
+    }
+
+    /// Catches up pending ledger records every `every` (at least a second) while serving, instead of
+    /// every [`CATCH_UP_EVERY`].
+    pub fn catch_up_every(mut self, every: Duration) -> Engine {
+        self.catch_up_every = every.max(Duration::from_secs(1));
+        self
     }
 
     /// The URI of session `id`.
@@ -387,7 +398,7 @@ impl Engine {
         // up now and then, not only when the instance starts.
         let due = {
             let mut last = lock(&self.caught_up);
-            let due = last.elapsed() >= CATCH_UP_EVERY;
+            let due = last.elapsed() >= self.catch_up_every;
             if due {
                 *last = Instant::now();
             }
@@ -736,7 +747,19 @@ impl Engine {
         )?;
         tracing::info!(campaign = %row.campaign, card = %row.kdd, "done: {how}");
         let _ledger = lock(&self.ledger_turn);
-        match self.record(card, how) {
+        // A token error leaves the ledger and its anchor as they were (the anchor's new object comes
+        // first, the file is the commit point), so a failed record is tried again a few times before it
+        // is left to the periodic catch-up: tokens shared by several processes answer transient errors.
+        let mut recorded = self.record(card, how);
+        let mut wait = Duration::from_millis(200);
+        for _ in 1..RECORDED_ATTEMPTS {
+            let Err(e) = &recorded else { break };
+            tracing::info!(card = %row.kdd, "the ledger entry could not be written, will retry: {e}");
+            std::thread::sleep(wait);
+            wait *= 2;
+            recorded = self.record(card, how);
+        }
+        match recorded {
             Ok(()) if self.ledger_id.is_some() => {
                 // Clearing the mark is idempotent, and a lost database connection is reopened on the
                 // next call: try a few times over about 6 s (a database restart) before leaving it to

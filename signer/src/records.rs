@@ -42,8 +42,31 @@ struct Anchored {
 }
 
 impl Anchored {
+    /// Holds an exclusive lock on `.postissue-anchor.lock` in the ledger's directory while the anchor
+    /// objects change: some tokens (SoftHSM2's file store) do not serialise object changes made by
+    /// several processes, and several writers on one host (server instances, tools) share a token.
+    fn token_turn(&self) -> Result<std::fs::File, Error> {
+        let dir = self
+            .ledger
+            .path()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let path = dir.join(".postissue-anchor.lock");
+        let io = |e: std::io::Error| Error::Usage(format!("{}: {e}", path.display()));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        fs4::FileExt::lock(&file).map_err(io)?;
+        Ok(file)
+    }
+
     /// Fails unless the token's anchor holds exactly the head of the file as opened.
     fn check(&self) -> Result<(), Error> {
+        let _turn = self.token_turn()?;
         self.anchor.settle(&self.label, self.ledger.head_state())?;
         let anchored = self.anchor.read(&self.label)?;
         anchor::check(
@@ -60,6 +83,7 @@ impl Anchored {
     /// head's object goes. A crash between them leaves both heads in the token, and the next open
     /// keeps the one the file holds ([`AnchorSession::settle`]); a failed file write undoes the first.
     fn append(&mut self, body: EntryBody) -> Result<Head, Error> {
+        let _turn = self.token_turn()?;
         let from = self.ledger.head_state();
         let prepared = self.ledger.prepare(body)?;
         let to = prepared.head();

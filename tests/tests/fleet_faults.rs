@@ -38,6 +38,7 @@ fn instance_config(dir: &Path, name: &str, port: u16, database: &str) -> PathBuf
     tls: (plain_http_on_loopback: true),
     database: "{database}",
     lease_seconds: 2,
+    catch_up_seconds: 1,
     issuer_master: "pkcs11:token=issuer;object=isd-kmc",
     scheme: "emv",
     pin_source: "env:{PIN_VAR}",
@@ -163,6 +164,9 @@ fn two_instances_on_postgres_lose_nothing_through_cuts_power_loss_a_crash_and_a_
         "faults were injected: {report:?}"
     );
     server_a.kill();
+    // A restarted instance first writes the records its ledger owes (a card marked done whose record a
+    // crash or a lost database connection kept out); B catches up its own while serving the pass below.
+    let _server_a = ServerProc::start(&w.hsm, &config_a);
 
     // Every card calls again, through the command-line swarm: each is identified, nothing more is
     // sent, and nothing changes.

@@ -180,7 +180,8 @@ fn serve(path: &std::path::Path) -> Result<(), Error> {
         checked.pin_source.clone(),
         checked.scheme,
     )?;
-    let engine = Engine::new(db, hsm, records, cfg.admin_path.clone());
+    let engine = Engine::new(db, hsm, records, cfg.admin_path.clone())
+        .catch_up_every(std::time::Duration::from_secs(cfg.catch_up_seconds));
     let instance = remote::ops::Instance::new(checked.listen.to_string())?;
     let ops = Arc::new(remote::ops::Ops::new(instance, Db::open(&cfg.database)?));
     let rt = tokio::runtime::Builder::new_multi_thread()
